@@ -1,0 +1,21 @@
+"""Errors a user can cause. The CLI prints their message on one line and exits with code 2."""
+
+
+class ZooError(Exception):
+    """Base class: a user-facing error whose message says what is wrong and what to do."""
+
+
+class UnknownNameError(ZooError):
+    """A model, guide, objective, prior or data set name that no registry knows."""
+
+
+class ConfigError(ZooError):
+    """A bad option value or an incompatible combination of options."""
+
+
+class DataError(ZooError):
+    """Missing, malformed or unsuitable data (wrong shape, non-binary data for a Bernoulli likelihood, ...)."""
+
+
+class RunDirError(ZooError):
+    """A run directory that is missing, incomplete, or belongs to another model."""
