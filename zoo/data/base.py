@@ -1,0 +1,104 @@
+"""The data-set contract: three in-memory splits plus what a model needs to know about them.
+
+Data sets are registered by name with :data:`DATASETS` and built by :func:`load_dataset`. Every split holds a float32
+tensor ``x`` of shape (N, D) (images flattened row-major; ``image_shape`` says how to fold them back) and optionally
+int64 labels ``y`` of shape (N,). Pixel data are scaled to [0, 1]. Binarization is a property of the data set:
+
+* ``dynamic`` -- every training epoch draws x_bin ~ Bernoulli(x) afresh (Burda et al. 2016); the valid/test splits are
+  binarized once with a fixed seed so that evaluations are comparable;
+* ``static``  -- every split is binarized once, seeded;
+* ``none``    -- the grey levels are kept (Gaussian / discretized likelihoods).
+"""
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+import torch
+
+from zoo.errors import ConfigError
+from zoo.registry import Registry
+
+DATASETS = Registry("data set")
+BINARIZATIONS = ("dynamic", "static", "none")
+
+
+@dataclass
+class Split:
+    x: torch.Tensor
+    y: Optional[torch.Tensor] = None
+
+    def __len__(self):
+        return self.x.shape[0]
+
+    def to(self, device):
+        return Split(self.x.to(device), None if self.y is None else self.y.to(device))
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    valid: Split
+    test: Split
+    binarize: str = "none"
+    image_shape: Optional[Tuple[int, int, int]] = None  # (C, H, W) when the data are images
+    num_classes: Optional[int] = None
+    seed: int = 0
+    info: dict = field(default_factory=dict)  # provenance shown in reports (source, split sizes, ...)
+
+    @property
+    def dim(self) -> int:
+        return self.train.x.shape[1]
+
+    @property
+    def is_binary(self) -> bool:
+        """True when every value the model will see is in {0, 1}."""
+        return self.binarize != "none" or bool(((self.train.x == 0) | (self.train.x == 1)).all())
+
+    def to(self, device):
+        return Dataset(self.name, self.train.to(device), self.valid.to(device), self.test.to(device), self.binarize,
+                       self.image_shape, self.num_classes, self.seed, dict(self.info))
+
+    def train_epoch_x(self, epoch: int) -> torch.Tensor:
+        """The training inputs the model sees in ``epoch``: dynamic binarization is redrawn per epoch, on the data's
+        device, from a generator seeded by (seed, epoch) so that a resumed run sees the same bits."""
+        if self.binarize != "dynamic":
+            return self.train.x
+        gen = torch.Generator(device=self.train.x.device).manual_seed(_mix(self.seed, 1 + epoch))
+        return torch.bernoulli(self.train.x, generator=gen)
+
+
+def _mix(seed: int, stream: int) -> int:
+    return (seed * 1_000_003 + stream * 7_919) % (2**63 - 1)
+
+
+def binarize_fixed(x: torch.Tensor, seed: int, stream: int) -> torch.Tensor:
+    """One seeded Bernoulli draw of grey levels in [0, 1] (static binarization, and the fixed valid/test draw)."""
+    gen = torch.Generator(device=x.device).manual_seed(_mix(seed, 10_000 + stream))
+    return torch.bernoulli(x, generator=gen)
+
+
+def finalize(name, train, valid, test, binarize, seed, image_shape=None, num_classes=None, info=None) -> Dataset:
+    """Apply the binarization policy to grey-level splits in [0, 1] and return the :class:`Dataset`."""
+    if binarize not in BINARIZATIONS:
+        raise ConfigError(f"--binarize must be one of {', '.join(BINARIZATIONS)}, got {binarize!r}")
+    if binarize != "none":
+        for split in (train, valid, test):
+            if split.x.numel() and (split.x.min() < 0 or split.x.max() > 1):
+                raise ConfigError(f"data set {name!r}: binarization needs values in [0, 1]; "
+                                  f"found [{split.x.min():.3g}, {split.x.max():.3g}]")
+        valid = Split(binarize_fixed(valid.x, seed, 1), valid.y)
+        test = Split(binarize_fixed(test.x, seed, 2), test.y)
+        if binarize == "static":
+            train = Split(binarize_fixed(train.x, seed, 0), train.y)
+    return Dataset(name, train, valid, test, binarize, image_shape, num_classes, seed, dict(info or {}))
+
+
+def load_dataset(spec: str, binarize: Optional[str] = None, seed: int = 0, root: Optional[str] = None) -> Dataset:
+    """Build a registered data set, or a user's ``.npz`` file when ``spec`` ends in ``.npz``.
+
+    ``binarize=None`` takes the data set's own default (``dynamic`` for MNIST-like pixels)."""
+    from zoo.data import npz_file  # noqa: F401  (registers the loaders)
+
+    if spec.endswith(".npz"):
+        return npz_file.load_npz(spec, binarize=binarize or "none", seed=seed)
+    return DATASETS.build(spec, binarize=binarize, seed=seed, root=root)
