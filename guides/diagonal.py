@@ -1,0 +1,36 @@
+"""The amortized diagonal Gaussian guide (Kingma & Welling 2014).
+
+    q(z | x) = N(z; mu(h), diag(sigma(h)^2)),    h = h(x),    sigma = softplus(.) + 1e-5
+
+one linear head per latent site on the model's feature extractor (and on the site's parents, for hierarchies).
+"""
+import pyro.distributions as dist
+import torch.nn.functional as F
+from torch import nn
+
+from guides.base import GUIDES, AmortizedGuide
+
+
+class GaussianHeads(nn.Module):
+    """Per-site linear heads emitting (loc, scale) of a diagonal Gaussian."""
+
+    def __init__(self, sites, input_dims):
+        super().__init__()
+        self.heads = nn.ModuleDict({s.name: nn.Linear(input_dims[s.name], 2 * s.dim) for s in sites})
+
+    def forward(self, name, context):
+        loc, raw = self.heads[name](context).chunk(2, dim=-1)
+        return loc, F.softplus(raw) + 1e-5
+
+
+@GUIDES.register("diagonal", paper="Kingma & Welling 2014", summary="amortized diagonal Gaussian q(z|x)")
+class DiagonalGuide(AmortizedGuide):
+    """q(z|x) = N(mu(x), diag sigma(x)^2) for every latent site; see the module docstring."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.gaussian = GaussianHeads(self.sites, self.input_dims)
+
+    def site_distribution(self, site, context):
+        loc, scale = self.gaussian(site.name, context)
+        return dist.Normal(loc, scale, validate_args=False).to_event(1)

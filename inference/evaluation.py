@@ -1,0 +1,119 @@
+"""The evaluation protocol, the same for every model (DESIGN.md, "Evaluation protocol").
+
+For each test point x_i, K importance samples z_ik ~ q(z|x_i) give log-weights log w_ik = log p(x_i, z_ik) - log q(z_ik|x_i),
+from which
+
+* log p(x_i) ~= logsumexp_k log w_ik - log K   (the importance-sampled log-likelihood; NLL = its negative),
+* ELBO_i = mean_k log w_ik, split into the reconstruction term mean_k log p(x_i|z_ik) and KL_i = mean_k log q - log p(z),
+* PSIS k-hat_i from the K log-weights (arviz),
+* E_q[z|x_i] (the mean of the z_ik), whose covariance over the test points gives the active units of Burda et al. 2016:
+  unit u is active when Cov_x(E_q[z_u|x]) > 0.01.
+
+Points are processed in batches and particles in chunks, so memory stays bounded by one chunk of
+``points x particles x data dim`` whatever K is; only the (points-in-batch, K) log-weights of one batch are held at once.
+Every reported mean comes with its standard error over test points.
+"""
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from inference.importance import weight_terms
+from inference.psis import pareto_khat
+
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+def _chunk_sizes(batch: int, num_samples: int, data_dim: int, budget: int):
+    per_particle = max(1, batch * max(data_dim, 1))
+    chunk = max(1, min(num_samples, budget // per_particle))
+    return chunk
+
+
+@torch.no_grad()
+def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100, budget=2**23,
+                      keep_log_weights=False, progress=None):
+    """Run the protocol's sampling over the points of ``x``; returns a dict of per-point numpy arrays.
+
+    ``budget`` bounds the number of floats in one (particles x points x data dim) chunk."""
+    out = {k: [] for k in ("log_px", "elbo", "recon", "kl", "khat")}
+    means, logw_all = [], []
+    n = x.shape[0]
+    for start in range(0, n, batch_size):
+        xb = x[start:start + batch_size]
+        yb = None if y is None else y[start:start + batch_size]
+        chunk = _chunk_sizes(xb.shape[0], num_samples, x.shape[1], budget)
+        log_w, log_obs, kl, zsum = [], 0.0, 0.0, {}
+        done = 0
+        while done < num_samples:
+            k = min(chunk, num_samples - done)
+            t = weight_terms(model, guide, xb, yb, k)
+            log_w.append(t.log_w)
+            log_obs = log_obs + t.log_obs.sum(0)
+            kl = kl + (t.log_q - t.log_prior).sum(0)
+            for name, z in t.latents.items():
+                if z.is_floating_point():
+                    zsum[name] = zsum.get(name, 0.0) + z.reshape(k, xb.shape[0], -1).sum(0)
+            done += k
+            if progress is not None:
+                progress.update(k * xb.shape[0])
+        log_w = torch.cat(log_w, dim=0).double()  # (K, b)
+        if not bool(torch.isfinite(log_w).all()):
+            bad = int((~torch.isfinite(log_w)).any(0).sum())
+            raise FloatingPointError(f"{bad} test points have non-finite importance weights; the model or guide "
+                                     "produced NaN/inf log-densities (nothing is dropped from the estimate)")
+        out["log_px"].append((torch.logsumexp(log_w, 0) - math.log(num_samples)).cpu())
+        out["elbo"].append(log_w.mean(0).cpu())
+        out["recon"].append((log_obs / num_samples).double().cpu())
+        out["kl"].append((kl / num_samples).double().cpu())
+        lw = log_w.T.cpu().numpy()
+        out["khat"].append(torch.from_numpy(pareto_khat(lw)) if num_samples >= 5 else torch.full((lw.shape[0],), float("nan"), dtype=torch.float64))
+        if zsum:
+            means.append(torch.cat([zsum[k] / num_samples for k in sorted(zsum)], dim=-1).double().cpu())
+        if keep_log_weights:
+            logw_all.append(log_w.T.float().cpu())
+    result = {k: torch.cat(v).numpy() for k, v in out.items()}
+    result["posterior_means"] = torch.cat(means).numpy() if means else None
+    if keep_log_weights:
+        result["log_weights"] = torch.cat(logw_all).numpy()
+    return result
+
+
+def mean_se(values: np.ndarray) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return {"mean": float(values.mean()), "se": se}
+
+
+def active_units(posterior_means: Optional[np.ndarray], threshold: float = ACTIVE_UNIT_THRESHOLD):
+    if posterior_means is None or posterior_means.shape[0] < 2:
+        return None, None
+    var = posterior_means.var(axis=0, ddof=1)
+    return int((var > threshold).sum()), int(var.shape[0])
+
+
+def summarize(samples: dict, num_samples: int, data_dim: int, pixels: bool) -> dict:
+    """The numbers of eval.json from :func:`importance_sample`'s per-point arrays."""
+    nll = -samples["log_px"]
+    khat = samples["khat"]
+    au, au_of = active_units(samples["posterior_means"])
+    finite_k = khat[np.isfinite(khat)]
+    summary = {
+        "nll": mean_se(nll),
+        "neg_elbo": mean_se(-samples["elbo"]),
+        "recon": mean_se(samples["recon"]),
+        "kl": mean_se(samples["kl"]),
+        "active_units": au,
+        "latent_units": au_of,
+        "psis": {
+            "share_khat_above_0.7": float((finite_k > 0.7).mean()) if finite_k.size else None,
+            "share_khat_above_0.5": float((finite_k > 0.5).mean()) if finite_k.size else None,
+            "median_khat": float(np.median(finite_k)) if finite_k.size else None,
+            "max_khat": float(finite_k.max()) if finite_k.size else None,
+        },
+    }
+    if pixels:
+        to_bits = 1.0 / (data_dim * math.log(2.0))
+        summary["bits_per_dim"] = {"mean": summary["nll"]["mean"] * to_bits, "se": summary["nll"]["se"] * to_bits}
+    return summary

@@ -1,0 +1,208 @@
+"""Stochastic variational inference: mini-batches, Adam, validation, early stopping, exact resume.
+
+The loop never needs to know which model it trains: it sees a model and a guide (``nn.Module``s), an objective that
+turns them into a differentiable loss, and a :class:`zoo.data.Dataset` already on the training device. One torch Adam
+steps every parameter of model and guide (PyroModule parameters never go through Pyro's global param store).
+
+Reproducibility: the epoch's permutation and its dynamic binarization are drawn from generators seeded by
+(seed, epoch), and the global torch RNG (which Pyro samples from) is saved in every checkpoint, so a run killed at any
+step and resumed from its last checkpoint ends with exactly the parameters of an uninterrupted run.
+"""
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+import pyro
+import torch
+
+from inference import checkpoint as ckpt
+from inference import run_dir as rd
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    beta: float = 1.0  # KL weight (beta-VAE when > 1)
+    warmup: int = 0  # epochs of linear KL warm-up 0 -> beta
+    patience: Optional[int] = None  # early stopping after this many epochs without a better validation loss
+    checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: at epoch ends only)
+    valid_batch_size: int = 500
+    progress: bool = True
+    validate: bool = False  # Pyro's argument validation (slow; tests turn it on)
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + 17 * (epoch + 1)) % (2**63 - 1))
+
+
+def unique_parameters(*modules):
+    seen, params = set(), []
+    for module in modules:
+        for p in module.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params
+
+
+def make_optimizer(params, lr):
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):  # fused kernels unavailable for this device/dtype
+        return torch.optim.Adam(params, lr=lr)
+
+
+class Trainer:
+    def __init__(self, model, guide, objective, data, config: TrainConfig, run_dir: str, model_name: str = "",
+                 run_config: Optional[dict] = None):
+        self.model, self.guide, self.objective, self.data = model, guide, objective, data
+        self.config, self.run_dir, self.model_name = config, run_dir, model_name
+        self.run_config = run_config or {}
+        self.params = unique_parameters(model, guide)
+        self.optimizer = make_optimizer(self.params, config.lr)
+        n = len(data.train)
+        self.steps_per_epoch = math.ceil(n / config.batch_size)
+        self.progress = {"epoch": 0, "step": 0, "global_step": 0, "best_valid": math.inf, "best_epoch": -1,
+                         "bad_epochs": 0, "epoch_loss_sum": 0.0, "epoch_seconds": 0.0, "finished": False,
+                         "stopped_early": False}
+
+    # ----------------------------------------------------------------------------------------------- state
+    def kl_weight(self, epoch: int, step: int) -> float:
+        c = self.config
+        if c.warmup <= 0:
+            return c.beta
+        return c.beta * min(1.0, (epoch * self.steps_per_epoch + step + 1) / (c.warmup * self.steps_per_epoch))
+
+    def _state(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"format": ckpt.FORMAT, "model_name": self.model_name, "config": self.run_config,
+                "model": self.model.state_dict(), "guide": self.guide.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "rng": rng, "progress": dict(self.progress)}
+
+    def save_checkpoint(self):
+        ckpt.save_atomic(self._state(), rd.path(self.run_dir, rd.CHECKPOINT))
+
+    def save_best(self):
+        ckpt.save_atomic({"format": ckpt.FORMAT, "model_name": self.model_name, "config": self.run_config,
+                          "model": self.model.state_dict(), "guide": self.guide.state_dict(),
+                          "epoch": self.progress["epoch"]}, rd.path(self.run_dir, rd.BEST))
+
+    def load_checkpoint(self):
+        state = ckpt.load(rd.path(self.run_dir, rd.CHECKPOINT), expected_model=self.model_name)
+        self.model.load_state_dict(state["model"])
+        self.guide.load_state_dict(state["guide"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.progress.update(state["progress"])
+
+    # ----------------------------------------------------------------------------------------------- loop
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        split = self.data.valid
+        total, saved = 0.0, self.objective.kl_weight
+        self.objective.kl_weight = 1.0
+        try:
+            for start in range(0, len(split), self.config.valid_batch_size):
+                xb = split.x[start:start + self.config.valid_batch_size]
+                yb = None if split.y is None else split.y[start:start + self.config.valid_batch_size]
+                total = total + self.objective.loss(self.model, self.guide, xb, yb)
+        finally:
+            self.objective.kl_weight = saved
+        return float(total) / len(split)
+
+    def fit(self, resume: bool = False, on_step: Optional[Callable[[int], None]] = None) -> dict:
+        c = self.config
+        pyro.enable_validation(c.validate)
+        if resume:
+            self.load_checkpoint()
+            rd.truncate_metrics(self.run_dir, self.progress["epoch"])
+        else:
+            pyro.set_rng_seed(c.seed)
+            open(rd.path(self.run_dir, rd.METRICS), "w").close()
+        p = self.progress
+        train = self.data.train
+        device = train.x.device
+        bar = _progress_bar(c.progress, self.steps_per_epoch)
+        try:
+            while not p["finished"] and p["epoch"] < c.epochs:
+                epoch = p["epoch"]
+                x_epoch = self.data.train_epoch_x(epoch)
+                perm = torch.randperm(len(train), generator=_epoch_generator(c.seed, epoch)).to(device)
+                epoch_sum = torch.tensor(p["epoch_loss_sum"], dtype=torch.float64, device=device)
+                t0 = time.perf_counter() - p["epoch_seconds"]
+                if bar is not None:
+                    bar.reset(total=self.steps_per_epoch)
+                    bar.update(p["step"])
+                    bar.set_description(f"epoch {epoch + 1}/{c.epochs}")
+                self.model.train()
+                self.guide.train()
+                display_every = max(1, self.steps_per_epoch // 20)
+                for step in range(p["step"], self.steps_per_epoch):
+                    idx = perm[step * c.batch_size:(step + 1) * c.batch_size]
+                    xb = x_epoch[idx]
+                    yb = None if train.y is None else train.y[idx]
+                    self.objective.kl_weight = self.kl_weight(epoch, step)
+                    loss = self.objective.loss(self.model, self.guide, xb, yb)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    (loss / idx.shape[0]).backward()
+                    self.optimizer.step()
+                    epoch_sum += loss.detach()
+                    p["step"], p["global_step"] = step + 1, p["global_step"] + 1
+                    if bar is not None:
+                        bar.update(1)
+                        if (step + 1) % display_every == 0:  # one host sync per display, not per step
+                            seen = min((step + 1) * c.batch_size, len(train))
+                            bar.set_postfix(loss=f"{float(epoch_sum) / seen:.2f}", refresh=False)
+                    if c.checkpoint_every and p["global_step"] % c.checkpoint_every == 0 and step + 1 < self.steps_per_epoch:
+                        p["epoch_loss_sum"], p["epoch_seconds"] = float(epoch_sum), time.perf_counter() - t0
+                        self.save_checkpoint()
+                    if on_step is not None:
+                        on_step(p["global_step"])
+                seconds = time.perf_counter() - t0
+                self.model.eval()
+                self.guide.eval()
+                t1 = time.perf_counter()
+                valid = self.validation_loss()
+                row = {"epoch": epoch, "train_loss": float(epoch_sum) / len(train), "valid_loss": valid,
+                       "kl_weight": self.objective.kl_weight, "seconds": seconds,
+                       "valid_seconds": time.perf_counter() - t1, "step": p["global_step"]}
+                warmed_up = c.warmup <= 0 or epoch + 1 >= c.warmup
+                if valid < p["best_valid"] or p["best_epoch"] < 0:
+                    p["best_valid"], p["best_epoch"], p["bad_epochs"] = valid, epoch, 0
+                    row["best"] = True
+                    self.save_best()
+                elif warmed_up:
+                    p["bad_epochs"] += 1
+                if bar is not None:
+                    bar.set_postfix(loss=f"{row['train_loss']:.2f}", valid=f"{valid:.2f}")
+                rd.append_metrics(self.run_dir, row)
+                p.update(epoch=epoch + 1, step=0, epoch_loss_sum=0.0, epoch_seconds=0.0)
+                if c.patience is not None and p["bad_epochs"] >= c.patience:
+                    p["finished"] = p["stopped_early"] = True
+                if p["epoch"] >= c.epochs:
+                    p["finished"] = True
+                self.save_checkpoint()
+        finally:
+            if bar is not None:
+                bar.close()
+        return dict(p)
+
+
+def _progress_bar(enabled: bool, total: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, dynamic_ncols=True, leave=False, mininterval=0.5)
+
+
+def config_dict(config: TrainConfig) -> dict:
+    return asdict(config)

@@ -1,0 +1,225 @@
+"""The ``zoo`` command: list, train, evaluate, sample, demo.
+
+Every error a user can cause is one line on stderr and exit code 2, never a traceback.
+"""
+import argparse
+import os
+import sys
+
+from zoo.errors import ConfigError, ZooError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line instead of usage + message
+        self.exit(2, f"zoo: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonneg_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _hidden(text):
+    """``400,400`` -> (400, 400); ``0`` or empty -> () (a linear decoder)."""
+    try:
+        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden takes comma-separated layer widths like 400,400, got {text!r}")
+    if any(s < 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"--hidden widths must be non-negative, got {text!r}")
+    return tuple(s for s in sizes if s > 0)
+
+
+def build_parser():
+    p = _Parser(prog="zoo", description="A zoo of deep generative models in Pyro: train, evaluate, report.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="list registered models, guides, objectives, priors, likelihoods and data sets")
+
+    t = sub.add_parser("train", help="train a model with a guide and an objective")
+    t.add_argument("--model", default="vae")
+    t.add_argument("--guide", default="diagonal")
+    t.add_argument("--objective", default="elbo")
+    t.add_argument("--data", default="mnist5k", help="a registered data set or a path to an .npz file")
+    t.add_argument("--data-root", default=None, help="folder of downloadable data sets (default $ZOO_DATA or ./data)")
+    t.add_argument("--binarize", choices=["dynamic", "static", "none"], default=None,
+                   help="default: the data set's own (dynamic for MNIST-like pixels)")
+    t.add_argument("--likelihood", default="auto", help="bernoulli, gaussian, gaussian-learned or auto")
+    t.add_argument("--sigma", type=_positive_float, default=0.1, help="scale of a fixed Gaussian likelihood")
+    t.add_argument("--prior", default="standard")
+    t.add_argument("--latent-dim", type=_positive_int, default=20)
+    t.add_argument("--hidden", type=_hidden, default=(400,), help="comma-separated widths; 0 for a linear decoder")
+    t.add_argument("--activation", default="relu")
+    t.add_argument("--epochs", type=_positive_int, default=10)
+    t.add_argument("--batch-size", type=_positive_int, default=128)
+    t.add_argument("--lr", type=_positive_float, default=1e-3)
+    t.add_argument("--beta", type=_positive_float, default=1.0, help="KL weight (beta-VAE when > 1)")
+    t.add_argument("--warmup", type=_nonneg_int, default=0, help="epochs of linear KL warm-up")
+    t.add_argument("--patience", type=_positive_int, default=None, help="early stopping patience in epochs")
+    t.add_argument("--checkpoint-every", type=_nonneg_int, default=0, help="also checkpoint every N steps")
+    t.add_argument("--seed", type=_nonneg_int, default=0)
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--out", default=None, help="run directory (default runs/<model>-<guide>-<data>)")
+    t.add_argument("--resume", metavar="DIR", default=None, help="continue the run in DIR from its last checkpoint")
+    t.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("evaluate", help="evaluate a run: test -ELBO, importance-sampled NLL, KL, active units, PSIS")
+    e.add_argument("run_dir")
+    e.add_argument("--samples", type=_positive_int, default=5000, help="importance samples K per test point")
+    e.add_argument("--split", choices=["test", "valid"], default="test")
+    e.add_argument("--batch-size", type=_positive_int, default=100)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--no-progress", action="store_true")
+
+    s = sub.add_parser("sample", help="draw samples from a trained run into a PNG grid")
+    s.add_argument("run_dir")
+    s.add_argument("-n", type=_positive_int, default=64)
+    s.add_argument("--out", default=None, help="PNG path (default RUN_DIR/samples.png)")
+    s.add_argument("--seed", type=_nonneg_int, default=0)
+    s.add_argument("--device", default="auto")
+
+    d = sub.add_parser("demo", help="train the default VAE on the embedded MNIST digits, evaluate it, draw samples")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--epochs", type=_positive_int, default=30)
+    d.add_argument("--samples", type=_positive_int, default=1000)
+    d.add_argument("--device", default="auto")
+    d.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def cmd_list(args):
+    from zoo.cli.assemble import register_all
+    from guides.base import GUIDES
+    from inference.objectives import OBJECTIVES
+    from zoo.data import DATASETS
+    from zoo.likelihoods import LIKELIHOODS
+    from zoo.model import MODELS
+    from zoo.priors import PRIORS
+
+    register_all()
+    for title, registry in (("models", MODELS), ("guides", GUIDES), ("objectives", OBJECTIVES),
+                            ("priors", PRIORS), ("likelihoods", LIKELIHOODS), ("data sets", DATASETS)):
+        print(f"{title}:")
+        for entry in registry:
+            name = entry.name + (f":{entry.arg}" if entry.arg else "")
+            paper = f"  [{entry.paper}]" if entry.paper else ""
+            print(f"  {name:<22} {entry.summary}{paper}")
+    return 0
+
+
+def cmd_train(args):
+    from inference import run_dir as rd
+    from inference.training import TrainConfig
+    from zoo.cli.runs import make_config, train_run
+
+    if args.resume:
+        config = rd.read_config(args.resume)
+        given = {"model": args.model, "guide": args.guide}
+        defaults = {"model": "vae", "guide": "diagonal"}
+        for key, value in given.items():
+            stored = config[key]["name"] if key == "model" else config[key]
+            if value != defaults[key] and value != stored:
+                raise ConfigError(f"--resume {args.resume}: that run trains {key} {stored!r}, not {value!r}; "
+                                  "drop the option or start a new run with --out")
+        state = train_run(config, args.resume, resume=True, progress=not args.no_progress)
+        out = args.resume
+    else:
+        out = args.out or os.path.join("runs", f"{args.model}-{args.guide}-{os.path.basename(args.data)}".replace(":", ""))
+        train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                            beta=args.beta, warmup=args.warmup, patience=args.patience,
+                            checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+        options = {"latent_dim": args.latent_dim, "hidden": list(args.hidden), "likelihood": args.likelihood,
+                   "activation": args.activation, "prior": args.prior, "sigma": args.sigma}
+        config = make_config(args.model, args.guide, args.objective, args.data, args.binarize, options, train,
+                             device=args.device, root=args.data_root)
+        state = train_run(config, out, progress=not args.no_progress)
+    print(f"trained {state['epoch']} epochs (best validation loss {state['best_valid']:.3f} at epoch "
+          f"{state['best_epoch'] + 1}{', stopped early' if state['stopped_early'] else ''}); run directory: {out}")
+    return 0
+
+
+def print_eval(summary: dict, out=sys.stdout):
+    proto = summary["protocol"]
+    rows = [("test -ELBO", summary["neg_elbo"]), (f"NLL (K={proto['num_samples']})", summary["nll"]),
+            ("KL(q||p)", summary["kl"]), ("-reconstruction", {"mean": -summary["recon"]["mean"],
+                                                             "se": summary["recon"]["se"]})]
+    if "bits_per_dim" in summary:
+        rows.append(("bits/dim", summary["bits_per_dim"]))
+    print(f"{proto['data']} {proto['split']} split, {proto['num_points']} points, binarization {proto['binarize']}",
+          file=out)
+    for name, v in rows:
+        print(f"  {name:<18} {v['mean']:10.3f} +- {v['se']:.3f}", file=out)
+    if summary.get("active_units") is not None:
+        print(f"  {'active units':<18} {summary['active_units']:>10d} of {summary['latent_units']}", file=out)
+    share = summary["psis"]["share_khat_above_0.7"]
+    if share is not None:
+        print(f"  {'PSIS k-hat > 0.7':<18} {100 * share:9.1f}% of points", file=out)
+
+
+def cmd_evaluate(args):
+    from zoo.cli.runs import evaluate_run
+
+    summary = evaluate_run(args.run_dir, args.samples, args.split, args.batch_size, args.device,
+                           progress=not args.no_progress)
+    print_eval(summary)
+    print(f"wrote {os.path.join(args.run_dir, 'eval.json')}")
+    return 0
+
+
+def cmd_sample(args):
+    from zoo.cli.runs import sample_grid
+
+    out = args.out or os.path.join(args.run_dir, "samples.png")
+    sample_grid(args.run_dir, args.n, out, seed=args.seed, device=args.device)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_demo(args):
+    from zoo.cli.demo import run_demo
+
+    return run_demo(args)
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "demo": cmd_demo}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ZooError as e:
+        print(f"zoo: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted; `zoo train --resume DIR` continues from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Run-level operations shared by the CLI and the report: train a config, evaluate a run directory, draw samples."""
+import json
+import math
+import os
+import time
+
+import torch
+
+from inference import run_dir as rd
+from inference.evaluation import importance_sample, summarize
+from inference.training import Trainer, TrainConfig, config_dict, unique_parameters
+from zoo.cli.assemble import VERSION, build_components, load_run, resolve_device
+from zoo.errors import RunDirError
+
+
+def make_config(model, guide, objective, data, binarize, model_options, train: TrainConfig, device="auto", root=None):
+    return {"zoo_version": VERSION, "model": {"name": model, "options": dict(model_options)}, "guide": guide,
+            "objective": objective, "data": {"name": data, "binarize": binarize, "root": root},
+            "train": config_dict(train), "device": device}
+
+
+def train_run(config: dict, out: str, resume: bool = False, on_step=None, progress=True) -> dict:
+    """Train the run described by ``config`` into ``out`` (or continue it with ``resume``)."""
+    device = resolve_device(config.get("device", "auto"))
+    comps = build_components(config, device)
+    data = comps.data
+    comps.model.check_data(data.train.x if data.binarize != "dynamic" else data.train_epoch_x(0), "the training split")
+    comps.model.check_data(data.valid.x, "the validation split")
+    train_cfg = TrainConfig(**{**config["train"], "progress": progress and config["train"].get("progress", True)})
+    config["num_parameters"] = sum(p.numel() for p in unique_parameters(comps.model, comps.guide))
+    config["data"]["info"] = {"train": len(data.train), "valid": len(data.valid), "test": len(data.test),
+                              "dim": data.dim, "image_shape": data.image_shape, **data.info}
+    os.makedirs(out, exist_ok=True)
+    if not resume:
+        rd.write_json_atomic(config, rd.path(out, rd.CONFIG))
+    trainer = Trainer(comps.model, comps.guide, comps.objective, data, train_cfg, out,
+                      model_name=config["model"]["name"], run_config=json.loads(json.dumps(config)))
+    t0 = time.perf_counter()
+    progress_state = trainer.fit(resume=resume, on_step=on_step)
+    progress_state["wall_seconds"] = time.perf_counter() - t0
+    return progress_state
+
+
+def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", batch_size: int = 100,
+                 device=None, progress=True, keep_log_weights=True) -> dict:
+    """Evaluate the best weights of a run with the zoo's protocol; write eval.json and eval_points.pt."""
+    comps = load_run(run_dir, resolve_device(device or "auto"))
+    data_split = getattr(comps.data, split)
+    comps.model.check_data(data_split.x, f"the {split} split")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(data_split) * num_samples, desc=f"evaluating (K={num_samples})", unit="pt-sample",
+                   unit_scale=True, leave=False, dynamic_ncols=True, mininterval=0.5)
+    t0 = time.perf_counter()
+    samples = importance_sample(comps.model, comps.guide, data_split.x, data_split.y, num_samples, batch_size,
+                                keep_log_weights=keep_log_weights, progress=bar)
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    metrics = rd.read_metrics(run_dir)
+    summary = summarize(samples, num_samples, comps.data.dim, pixels=comps.data.image_shape is not None)
+    summary["protocol"] = {"num_samples": num_samples, "split": split, "num_points": len(data_split),
+                           "binarize": comps.data.binarize, "data": comps.config["data"]["name"],
+                           "weights": "best validation epoch", "estimator": "logsumexp_k log w_k - log K"}
+    summary["seconds"] = seconds
+    summary["train_seconds"] = sum(r.get("seconds", 0.0) for r in metrics)
+    summary["epochs_trained"] = len(metrics)
+    summary["best_epoch"] = min(metrics, key=lambda r: r["valid_loss"])["epoch"] if metrics else None
+    rd.write_json_atomic(summary, rd.path(run_dir, rd.EVAL))
+    points = {k: torch.as_tensor(v) for k, v in samples.items() if v is not None}
+    if data_split.y is not None:
+        points["labels"] = data_split.y.cpu()
+    from inference.checkpoint import save_atomic
+
+    save_atomic(points, rd.path(run_dir, rd.EVAL_POINTS))
+    return summary
+
+
+def read_eval(run_dir: str):
+    p = rd.path(run_dir, rd.EVAL)
+    if not os.path.exists(p):
+        return None
+    with open(p) as f:
+        return json.load(f)
+
+
+def sample_grid(run_dir: str, n: int, out_png: str, seed: int = 0, device=None):
+    """Draw n samples (decoder means) from a trained run and save them as an image grid."""
+    import torchvision.utils as vutils
+
+    comps = load_run(run_dir, resolve_device(device or "auto"))
+    shape = comps.data.image_shape
+    if shape is None:
+        raise RunDirError(f"the data of {run_dir} are not images ({comps.data.dim}-dimensional vectors); "
+                          "there is no picture to draw")
+    torch.manual_seed(seed)
+    x = comps.model.sample(n, comps.data.test.x)
+    grid = x.reshape(n, *shape).clamp(0, 1).cpu()
+    vutils.save_image(grid, out_png, nrow=int(math.ceil(math.sqrt(n))), padding=2, pad_value=1.0)
+    return out_png

@@ -1,0 +1,75 @@
+"""Observation models p(x | decoder output) for flattened data (..., D).
+
+Each likelihood is an ``nn.Module`` that says how many decoder outputs it needs per data dimension, turns them into a
+Pyro distribution with event shape (D,), and checks once, before training, that the data suit it (a Bernoulli
+likelihood on grey levels is the classic silent error of other zoos).
+"""
+import math
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from zoo.errors import ConfigError, DataError
+from zoo.registry import Registry
+
+LIKELIHOODS = Registry("likelihood")
+
+
+@LIKELIHOODS.register("bernoulli", summary="Bernoulli(logits) per pixel; binary data only")
+class BernoulliLikelihood(nn.Module):
+    """p(x|z) = prod_d Bernoulli(x_d; sigmoid(f(z)_d)), for data in {0, 1}."""
+
+    params_per_dim = 1
+
+    def forward(self, out: torch.Tensor):
+        return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
+
+    def mean(self, out):
+        return torch.sigmoid(out)
+
+    def check_data(self, x: torch.Tensor, where: str = "the data"):
+        if not bool(((x == 0) | (x == 1)).all()):
+            raise DataError(
+                f"the Bernoulli likelihood needs binary data, but {where} has values in "
+                f"[{float(x.min()):.3g}, {float(x.max()):.3g}] that are not all 0 or 1; "
+                "binarize them (--binarize dynamic|static) or choose --likelihood gaussian")
+
+
+@LIKELIHOODS.register("gaussian", summary="Normal(f(z), sigma^2 I) with a fixed sigma (--sigma)")
+class GaussianLikelihood(nn.Module):
+    """p(x|z) = N(x; f(z), sigma^2 I), with sigma fixed (``learn_scale=False``) or a learned per-dimension scale."""
+
+    params_per_dim = 1
+
+    def __init__(self, data_dim: int, sigma: float = 0.1, learn_scale: bool = False):
+        super().__init__()
+        if not sigma > 0:
+            raise ConfigError(f"--sigma must be positive, got {sigma}")
+        log_sigma = torch.full((data_dim,), math.log(sigma))
+        if learn_scale:
+            self.log_sigma = nn.Parameter(log_sigma)
+        else:
+            self.register_buffer("log_sigma", log_sigma)
+
+    def forward(self, out: torch.Tensor):
+        return dist.Normal(out, self.log_sigma.exp(), validate_args=False).to_event(1)
+
+    def mean(self, out):
+        return out
+
+    def check_data(self, x, where: str = "the data"):
+        if not bool(torch.isfinite(x).all()):
+            raise DataError(f"{where} contains NaN or infinite values")
+
+
+@LIKELIHOODS.register("gaussian-learned", summary="Normal(f(z), diag(sigma^2)) with a learned per-pixel sigma")
+def learned_gaussian(data_dim: int, sigma: float = 0.1):
+    return GaussianLikelihood(data_dim, sigma, learn_scale=True)
+
+
+def build_likelihood(name: str, data_dim: int, sigma: float = 0.1) -> nn.Module:
+    entry = LIKELIHOODS.entry(name)
+    if entry.name == "bernoulli":
+        return BernoulliLikelihood()
+    return LIKELIHOODS.build(name, data_dim, sigma=sigma)
