@@ -10,8 +10,9 @@ int64 labels ``y`` of shape (N,). Pixel data are scaled to [0, 1]. Binarization 
 * ``none``    -- the grey levels are kept (Gaussian / discretized likelihoods).
 """
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from zoo.errors import ConfigError
@@ -75,6 +76,34 @@ def binarize_fixed(x: torch.Tensor, seed: int, stream: int) -> torch.Tensor:
     """One seeded Bernoulli draw of grey levels in [0, 1] (static binarization, and the fixed valid/test draw)."""
     gen = torch.Generator(device=x.device).manual_seed(_mix(seed, 10_000 + stream))
     return torch.bernoulli(x, generator=gen)
+
+
+SPLIT_SEED = 12345  # the zoo's fixed split seed: every run of every model sees the same train/valid/test points
+
+
+def fixed_split(n: int, n_valid: int, n_test: int, labels: Optional[Sequence[int]] = None,
+                seed: int = SPLIT_SEED) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted (train, valid, test) index arrays of a seeded split of ``n`` points that ignores the run seed.
+
+    With ``labels`` the split is class-stratified: each class is spread evenly over a random order (systematic
+    sampling), so every split holds each class in proportion to within one point."""
+    if n_valid < 0 or n_test < 0 or n_valid + n_test >= n:
+        raise ValueError(f"cannot split {n} points into valid={n_valid}, test={n_test} and a non-empty train")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    if labels is None:
+        order = rng.permutation(n)
+    else:
+        labels = np.asarray(labels).reshape(-1)
+        if labels.shape[0] != n:
+            raise ValueError(f"{labels.shape[0]} labels for {n} points")
+        key = np.empty(n)
+        for c in np.unique(labels):
+            members = np.flatnonzero(labels == c)
+            rank = rng.permutation(members.size)
+            key[members] = (rank + rng.random()) / members.size
+        order = np.lexsort((rng.random(n), key))  # random tie-break between classes of equal size
+    test, valid, train = order[:n_test], order[n_test:n_test + n_valid], order[n_test + n_valid:]
+    return np.sort(train), np.sort(valid), np.sort(test)
 
 
 def finalize(name, train, valid, test, binarize, seed, image_shape=None, num_classes=None, info=None) -> Dataset:
