@@ -25,11 +25,17 @@ class Components:
 
 
 def register_all():
-    """Import every module that registers a component, so registries are complete."""
-    import guides.diagonal  # noqa: F401
-    import inference.objectives  # noqa: F401
-    import zoo.data  # noqa: F401
-    import zoo.vae  # noqa: F401
+    """Import every module of the component packages, so that each registry holds everything registered by
+    decorator (no hand-kept list: a new module registers itself by being there)."""
+    import importlib
+    import pkgutil
+
+    for package_name in ("zoo", "guides", "inference"):
+        package = importlib.import_module(package_name)
+        for info in pkgutil.walk_packages(package.__path__, prefix=package_name + "."):
+            if info.name.startswith("zoo.cli") or info.name.endswith("__main__"):
+                continue
+            importlib.import_module(info.name)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
