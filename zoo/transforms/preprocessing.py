@@ -59,7 +59,10 @@ class LogitTransform(FlowTransform):
 
     The constant :math:`\alpha` keeps :math:`p` inside :math:`[\alpha, 1-\alpha]`, away from the infinities of the logit
     at 0 and 1 (RealNVP: :math:`\alpha = 0.05`; the paper's text writes :math:`\alpha + (1-\alpha)x`, the reference
-    implementations use this symmetric form). Its log-det is part of the model's log-density of the data in [0, 1], so
+    implementations use this symmetric form). The map is a bijection of the interval
+    :math:`(-\alpha/(1-2\alpha),\ (1-\alpha)/(1-2\alpha))\supset[0, 1]` onto the real line (its ``domain``), so a
+    model sample pushed through the inverse can fall slightly outside [0, 1] (clip it for display); data in [0, 1]
+    are always inside. Its log-det is part of the model's log-density of the data in [0, 1], so
     it enters :func:`bits_per_dim`. Forward is the pre-processing direction (data -> real line), like the other
     transforms of :mod:`zoo.transforms`.
 
@@ -71,8 +74,13 @@ class LogitTransform(FlowTransform):
     [arXiv:1605.08803]
     """
 
-    domain = constraints.independent(constraints.unit_interval, 1)
     codomain = constraints.real_vector
+
+    @constraints.dependent_property(is_discrete=False, event_dim=1)
+    def domain(self):
+        # the map is a bijection of (-a/(1-2a), (1-a)/(1-2a)) onto the real line, an interval holding [0, 1]
+        lo = -self.alpha / (1.0 - 2.0 * self.alpha)
+        return constraints.independent(constraints.interval(lo, 1.0 - lo), 1)
 
     def __init__(self, alpha: float = 0.05):
         super().__init__()
