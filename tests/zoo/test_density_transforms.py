@@ -5,6 +5,7 @@ autograd Jacobian of each data point (and the Jacobian is block-diagonal over th
 forward(inverse(y)) == y to 1e-10, batched inputs (B, D) and (K, B, D). The table of cases is checked to cover every
 transform class that zoo.transforms exports.
 """
+import copy
 import inspect
 import math
 
@@ -184,6 +185,22 @@ def test_constraints_and_module_interface(name):
     assert isinstance(t, dist.TransformModule)
     sd = t.state_dict()
     assert all(isinstance(v, torch.Tensor) for v in sd.values())
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if not n.startswith("pyro-")])
+def test_device_agnostic_and_copyable(name):
+    t, dim, sampler, gen = _build(name)
+    x = sampler((2, dim), gen)
+    y = t(x)  # leaves a remembered log-det behind: copies must not trip over it
+    twin = copy.deepcopy(t)
+    torch.testing.assert_close(twin(x), y, atol=0, rtol=0)
+    # on the meta device every tensor the transform makes must follow its inputs/parameters (no CPU default)
+    t.to("meta")
+    xm = torch.empty(2, 3, dim, device="meta", dtype=torch.float64)
+    ym = t(xm)
+    xi = t.inv(ym)
+    assert ym.device.type == xi.device.type == "meta"
+    assert t.log_abs_det_jacobian(xi, ym).shape == (2, 3) and t.log_abs_det_jacobian(xm, t(xm)).device.type == "meta"
 
 
 # ---------------------------------------------------------------------------------------------------------- ActNorm
