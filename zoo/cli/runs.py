@@ -4,6 +4,7 @@ import math
 import os
 import time
 
+import pyro
 import torch
 
 from inference import run_dir as rd
@@ -22,6 +23,7 @@ def make_config(model, guide, objective, data, binarize, model_options, train: T
 def train_run(config: dict, out: str, resume: bool = False, on_step=None, progress=True) -> dict:
     """Train the run described by ``config`` into ``out`` (or continue it with ``resume``)."""
     device = resolve_device(config.get("device", "auto"))
+    pyro.set_rng_seed(config["train"]["seed"])  # the initial weights depend on the seed alone
     comps = build_components(config, device)
     data = comps.data
     comps.model.check_data(data.train.x if data.binarize != "dynamic" else data.train_epoch_x(0), "the training split")

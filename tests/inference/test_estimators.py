@@ -1,0 +1,121 @@
+"""The estimators against exact values: a linear-Gaussian VAE has log p(x) = log N(x; b, W W^T + s^2 I)."""
+import math
+
+import pyro
+import pytest
+import torch
+
+from guides.base import build_guide
+from inference.evaluation import importance_sample
+from inference.importance import log_mean_exp, weight_terms
+from inference.objectives import build_objective
+from inference.training import TrainConfig, Trainer
+from zoo.data.base import Dataset, Split
+from zoo.vae import VAE
+
+SIGMA = 0.5
+
+
+def _linear_gaussian_data(n=600, data_dim=5, latent_dim=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(data_dim, latent_dim, generator=g)
+    b = torch.randn(data_dim, generator=g)
+    z = torch.randn(n, latent_dim, generator=g)
+    x = z @ w.T + b + SIGMA * torch.randn(n, data_dim, generator=g)
+    return Dataset("synthetic", Split(x[:400]), Split(x[400:500]), Split(x[500:]), binarize="none")
+
+
+def _exact_log_px(model, x):
+    lin = model.decoder[0]
+    w, b = lin.weight.detach().double(), lin.bias.detach().double()
+    cov = w @ w.T + torch.diag(model.likelihood.log_sigma.detach().double().exp() ** 2)
+    return torch.distributions.MultivariateNormal(b, covariance_matrix=cov).log_prob(x.double())
+
+
+@pytest.fixture(scope="module")
+def trained_linear(tmp_path_factory):
+    pyro.set_rng_seed(0)
+    data = _linear_gaussian_data()
+    model = VAE(data.dim, latent_dim=2, hidden=(), likelihood="gaussian", sigma=SIGMA)
+    guide = build_guide("diagonal", model)
+    cfg = TrainConfig(epochs=30, batch_size=50, lr=1e-2, seed=0, progress=False)
+    Trainer(model, guide, build_objective("elbo"), data, cfg, str(tmp_path_factory.mktemp("lin")), "vae").fit()
+    model.eval(), guide.eval()
+    return model, guide, data
+
+
+def test_importance_sampled_log_likelihood_matches_exact_marginal(trained_linear):
+    model, guide, data = trained_linear
+    x = data.test.x
+    exact = _exact_log_px(model, x)
+    torch.manual_seed(1)
+    est = importance_sample(model, guide, x, num_samples=5000, batch_size=50)
+    log_px = torch.as_tensor(est["log_px"])
+    assert (log_px - exact).abs().mean() < 0.05
+    # the ELBO is a lower bound of the exact log-likelihood, point by point up to MC error, and on average
+    assert (torch.as_tensor(est["elbo"]) <= exact + 1e-3).all()
+    assert torch.as_tensor(est["elbo"]).mean() < exact.mean() - 1e-3
+
+
+def test_small_chunks_give_the_same_estimate(trained_linear):
+    """Chunking particles bounds memory without changing the estimator."""
+    model, guide, data = trained_linear
+    x = data.test.x[:20]
+    torch.manual_seed(3)
+    a = importance_sample(model, guide, x, num_samples=300, batch_size=20)
+    torch.manual_seed(3)
+    b = importance_sample(model, guide, x, num_samples=300, batch_size=20, budget=20 * 5 * 7)  # chunks of 7
+    assert abs(a["log_px"].mean() - b["log_px"].mean()) < 0.05
+    assert abs(a["log_px"].mean() - _exact_log_px(model, x).mean().item()) < 0.1
+
+
+def test_iwae_bound_increases_with_k(trained_linear):
+    model, guide, data = trained_linear
+    x = data.test.x
+    torch.manual_seed(2)
+    reps = 200
+    bounds = {}
+    for k in (1, 5, 50):
+        terms = weight_terms(model, guide, x.repeat(reps, 1), None, k)
+        per_point = log_mean_exp(terms.log_w, 0).reshape(reps, -1).mean(0)  # (points,) averaged over reps
+        bounds[k] = per_point.mean().item()
+        bounds[f"se{k}"] = (per_point.std() / math.sqrt(len(per_point)) / math.sqrt(1.0)).item()
+    exact = _exact_log_px(model, x).mean().item()
+    assert bounds[1] <= bounds[5] + 3 * bounds["se5"] / math.sqrt(reps)
+    assert bounds[1] < bounds[5] < bounds[50] <= exact + 1e-2
+
+
+def test_iwae_k1_equals_the_elbo_on_the_same_draw():
+    """With K=1 the IWAE loss is exactly -(log p(x,z) - log q(z|x)) = Trace_ELBO's loss for the same z."""
+    torch.manual_seed(0)
+    model = VAE(12, latent_dim=3, hidden=(8,), likelihood="bernoulli")
+    guide = build_guide("diagonal", model)
+    x = torch.bernoulli(torch.rand(7, 12))
+    pyro.set_rng_seed(5)
+    iwae1 = build_objective("iwae:1").loss(model, guide, x)
+    pyro.set_rng_seed(5)
+    trace_elbo = pyro.infer.Trace_ELBO().differentiable_loss(model, guide, x)
+    assert torch.allclose(iwae1, trace_elbo, rtol=1e-5)
+    # and the analytic-KL `elbo` agrees with it in expectation
+    pyro.set_rng_seed(6)
+    many = x.repeat(2000, 1)
+    mc = build_objective("iwae:1").loss(model, guide, many) / 2000
+    analytic = build_objective("elbo").loss(model, guide, many) / 2000
+    assert abs(mc - analytic) / abs(analytic) < 0.005
+
+
+def test_kl_weight_scales_only_the_latent_terms():
+    """-ELBO_beta = -E log p(x|z) + beta KL: the analytic KL term scales, the reconstruction does not."""
+    torch.manual_seed(0)
+    model = VAE(12, latent_dim=3, hidden=(8,), likelihood="bernoulli")
+    guide = build_guide("diagonal", model)
+    x = torch.bernoulli(torch.rand(7, 12))
+    obj = build_objective("elbo")
+    losses = {}
+    for beta in (0.0, 1.0, 3.0):
+        obj.kl_weight = beta
+        pyro.set_rng_seed(9)
+        losses[beta] = obj.loss(model, guide, x).item()
+    recon, kl = losses[0.0], losses[1.0] - losses[0.0]
+    assert kl > 0
+    assert losses[3.0] == pytest.approx(recon + 3 * kl, rel=1e-5)
