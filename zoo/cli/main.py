@@ -163,7 +163,8 @@ def cmd_train(args):
     return 0
 
 
-def print_eval(summary: dict, out=sys.stdout):
+def print_eval(summary: dict, out=None):
+    out = out or sys.stdout
     proto = summary["protocol"]
     rows = [("test -ELBO", summary["neg_elbo"]), (f"NLL (K={proto['num_samples']})", summary["nll"]),
             ("KL(q||p)", summary["kl"]), ("-reconstruction", {"mean": -summary["recon"]["mean"],
@@ -210,7 +211,10 @@ COMMANDS = {"list": cmd_list, "train": cmd_train, "evaluate": cmd_evaluate, "sam
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse's own errors (one line, see _Parser.error) and --help
+        return e.code
     try:
         return COMMANDS[args.command](args)
     except ZooError as e:
