@@ -1,0 +1,96 @@
+"""`zoo train` (vae + diagonal + elbo) side by side with the hand-written PyTorch VAE of reference_vae.py.
+
+Prints, for each batch size: milliseconds per training epoch of both and the ratio zoo / hand-written (medians over
+epochs after the first, runs interleaved so that both see the same machine load); then the evaluation throughput of
+the zoo's importance sampler (data points x importance samples per second at K) beside the hand-written estimator's;
+and, with --quality, the test log-likelihood of both after the same training (same network, data, epochs and seed).
+
+    python benchmarks/vae_vs_reference.py --epochs 8 --batch-sizes 32,128,512 --quality-epochs 50
+"""
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+from inference.evaluation import importance_sample
+from inference.training import TrainConfig
+from zoo.cli.assemble import build_components
+from zoo.cli.runs import make_config, train_run
+from zoo.data import load_dataset
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from reference_vae import train_reference  # noqa: E402
+
+
+def zoo_config(epochs, batch_size, seed=0):
+    train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, seed=seed, progress=False)
+    return make_config("vae", "diagonal", "elbo", "mnist5k", "dynamic",
+                       {"latent_dim": 20, "hidden": [400], "likelihood": "bernoulli"}, train, device="cpu")
+
+
+def zoo_epoch_seconds(epochs, batch_size):
+    with tempfile.TemporaryDirectory() as out:
+        train_run(zoo_config(epochs, batch_size), out, progress=False)
+        import json
+
+        return [json.loads(line)["seconds"] for line in open(f"{out}/metrics.jsonl")]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-sizes", default="128")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--eval-samples", type=int, default=5000)
+    p.add_argument("--eval-points", type=int, default=100)
+    p.add_argument("--quality-epochs", type=int, default=0, help="also compare test log-likelihoods (0: skip)")
+    args = p.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    data = load_dataset("mnist5k", binarize="dynamic", seed=0)
+
+    print(f"training speed, mnist5k (4000 points), MLP 784-400-20, CPU threads {torch.get_num_threads()}")
+    print(f"{'batch':>6} {'zoo ms/epoch':>13} {'hand ms/epoch':>14} {'ratio':>7}")
+    for bs in [int(b) for b in args.batch_sizes.split(",")]:
+        zoo, ref = [], []
+        for _ in range(args.repeats):  # interleaved
+            zoo += zoo_epoch_seconds(args.epochs, bs)[1:]
+            ref += train_reference(data, args.epochs, batch_size=bs)[1][1:]
+        z, r = 1000 * statistics.median(zoo), 1000 * statistics.median(ref)
+        print(f"{bs:>6} {z:>13.1f} {r:>14.1f} {z / r:>7.3f}")
+
+    print(f"\nevaluation throughput at K={args.eval_samples} on {args.eval_points} test points")
+    comps = build_components(zoo_config(1, 128), torch.device("cpu"), data=data)
+    comps.model.eval(), comps.guide.eval()
+    x = data.test.x[:args.eval_points]
+    t0 = time.perf_counter()
+    importance_sample(comps.model, comps.guide, x, num_samples=args.eval_samples)
+    zoo_rate = x.shape[0] * args.eval_samples / (time.perf_counter() - t0)
+    ref_model, _ = train_reference(data, 1)
+    t0 = time.perf_counter()
+    ref_model.log_likelihood(x, args.eval_samples)
+    ref_rate = x.shape[0] * args.eval_samples / (time.perf_counter() - t0)
+    print(f"  zoo          {zoo_rate:>12,.0f} point-samples/s")
+    print(f"  hand-written {ref_rate:>12,.0f} point-samples/s   (ratio zoo/hand {zoo_rate / ref_rate:.2f})")
+
+    if args.quality_epochs:
+        E = args.quality_epochs
+        print(f"\ntest log-likelihood after {E} epochs, batch 128, seed 0, K={args.eval_samples}, all 500 test points")
+        with tempfile.TemporaryDirectory() as out:
+            from zoo.cli.runs import evaluate_run
+
+            train_run(zoo_config(E, 128), out, progress=False)
+            ev = evaluate_run(out, args.eval_samples, progress=False)
+            zoo_ll = -ev["nll"]["mean"]
+        ref_model, _ = train_reference(data, E)
+        torch.manual_seed(1)
+        ref_ll = ref_model.log_likelihood(data.test.x, args.eval_samples).mean().item()
+        print(f"  zoo          {zoo_ll:9.2f} nats (best validation epoch)")
+        print(f"  hand-written {ref_ll:9.2f} nats (last epoch)")
+        print(f"  difference   {zoo_ll - ref_ll:9.2f} nats")
+
+
+if __name__ == "__main__":
+    main()
