@@ -1,5 +1,6 @@
 """Distributions the zoo adds to Pyro's: the von Mises-Fisher family on the sphere (hyperspherical VAE) and
 discretised logistic likelihoods for 8-bit images (PixelCNN++ / IAF decoders)."""
+from zoo.distributions.discretized_logistic import DiscretizedLogistic, DiscretizedMixLogistic, discretized_grid
 from zoo.distributions.von_mises_fisher import (
     HypersphericalUniform,
     VonMisesFisher,
@@ -9,9 +10,12 @@ from zoo.distributions.von_mises_fisher import (
 )
 
 __all__ = [
+    "DiscretizedLogistic",
+    "DiscretizedMixLogistic",
     "HypersphericalUniform",
     "VonMisesFisher",
     "bessel_iv_ratio",
+    "discretized_grid",
     "log_bessel_iv",
     "log_sphere_area",
 ]
