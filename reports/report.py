@@ -1,0 +1,225 @@
+"""``zoo report RUN_DIR... --out DIR``: runs -> one page people read (``DIR/index.html``) and its Markdown twin
+(``DIR/report.md``).
+
+For each run: its evaluation (``eval.json``, reused when present; a run without one is evaluated now through
+``zoo.cli.runs.evaluate_run`` with K = ``--samples``; ``--reevaluate`` forces it), its figures in ``DIR/<run>/``
+(samples, reconstructions, interpolations, latent space, per-point NLL and k-hat), its importance weights as arviz
+``InferenceData`` (``DIR/<run>/importance.nc``) and the published figures that describe the same experiment
+(:mod:`reports.published`). For all runs: the table (:mod:`reports.table`) and the training curves on one plot.
+A cached evaluation made with another K than asked is used as it is and said so on the page, never silently mixed.
+
+This module is where the report reaches into a run: the model and guide are rebuilt with the CLI's ``load_run`` and
+evaluated with its ``evaluate_run`` (imported when called, so the CLI stays the one place that wires components).
+"""
+import datetime
+import os
+import re
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from inference import run_dir as rd
+from reports import arviz_export, figures, published, render
+from reports.table import build_table, display_table, protocol_lines, run_record
+
+
+@dataclass
+class RunSection:
+    name: str
+    run_dir: str
+    config: dict
+    summary: dict
+    metrics: list
+    match: published.Match
+    figures: List[Tuple[str, str]] = field(default_factory=list)   # (path relative to the report, caption)
+    notes: List[str] = field(default_factory=list)                  # what is missing or differs, in words
+    importance: Optional[str] = None                                 # relative path of importance.nc
+    evaluated_now: bool = False
+
+
+@dataclass
+class Report:
+    out: str
+    title: str
+    generated: str
+    runs: List[RunSection]
+    table: "object"            # pandas DataFrame, numeric
+    display: "object"          # pandas DataFrame, formatted
+    protocol: List[str]
+    warnings: List[str]
+    curves: Optional[str]
+    html_path: str = ""
+    md_path: str = ""
+
+
+def _unique_names(run_dirs: List[str]) -> List[str]:
+    names, seen = [], {}
+    for d in run_dirs:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(os.path.normpath(os.path.abspath(d)))) or "run"
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        names.append(base if n == 0 else f"{base}-{n + 1}")
+    return names
+
+
+def _load_points(run_dir: str) -> Optional[dict]:
+    p = rd.path(run_dir, rd.EVAL_POINTS)
+    if not os.path.exists(p):
+        return None
+    points = torch.load(p, map_location="cpu", weights_only=True)
+    return {k: v.numpy() for k, v in points.items()}
+
+
+def _attempt(section: RunSection, what: str, fn: Callable, log):
+    """Draw one figure; a failure becomes a visible note on the page (and a warning on stderr), not a crash."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - the page says what failed
+        msg = f"{what} could not be drawn: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        section.notes.append(msg)
+        log(f"zoo report: warning: {section.name}: {msg}", file=sys.stderr)
+        if os.environ.get("ZOO_REPORT_DEBUG"):
+            traceback.print_exc()
+        return None
+
+
+def _evaluate(run_dir: str, name: str, samples: int, reevaluate: bool, device, progress, log):
+    from zoo.cli import runs as zoo_runs  # looked up at call time (tests replace evaluate_run)
+
+    notes = []
+    summary = zoo_runs.read_eval(run_dir)
+    if summary is None or reevaluate:
+        log(f"evaluating {run_dir} with K={samples} importance samples per test point")
+        return zoo_runs.evaluate_run(run_dir, samples, device=device, progress=progress), True, notes
+    proto = summary.get("protocol") or {}
+    k = proto.get("num_samples")
+    if k != samples:
+        notes.append(f"The cached evaluation of {name} used K={k} importance samples, not the K={samples} asked for; "
+                     f"its numbers are shown with K={k}. Run `zoo report --reevaluate --samples {samples}` to "
+                     f"re-evaluate it with K={samples}.")
+    if proto.get("split", "test") != "test":
+        notes.append(f"The cached evaluation of {name} is on the {proto.get('split')} split, not the test split; "
+                     "`zoo report --reevaluate` evaluates on the test split.")
+    best, ev = rd.path(run_dir, rd.BEST), rd.path(run_dir, rd.EVAL)
+    if os.path.exists(best) and os.path.getmtime(best) > os.path.getmtime(ev) + 1:
+        notes.append(f"{name}: best.pt is newer than eval.json, so the cached evaluation may be of older weights; "
+                     "`zoo report --reevaluate` re-evaluates it.")
+    return summary, False, notes
+
+
+def _run_figures(section: RunSection, out_dir: str, points: Optional[dict], device, log):
+    from zoo.cli.assemble import load_run, resolve_device
+
+    rel = lambda f: f"{section.name}/{f}"  # noqa: E731
+    path = lambda f: os.path.join(out_dir, section.name, f)  # noqa: E731
+    K = (section.summary.get("protocol") or {}).get("num_samples")
+    info = (section.config.get("data") or {}).get("info") or {}
+    image_shape = info.get("image_shape")
+
+    comps = _attempt(section, "the model (for samples, reconstructions and interpolations)",
+                     lambda: load_run(section.run_dir, resolve_device(device or "auto")), log)
+    if comps is not None:
+        image_shape = comps.data.image_shape
+    if comps is not None and image_shape is None:
+        section.notes.append("The data are not images (vectors of dimension "
+                             f"{comps.data.dim}), so samples, reconstructions and interpolations are not drawn.")
+    elif comps is not None:
+        shape = tuple(image_shape)
+        test = comps.data.test
+        if _attempt(section, "samples", lambda: figures.samples_figure(comps.model, test.x, shape,
+                                                                       path("samples.png")), log):
+            section.figures.append((rel("samples.png"), "Samples: E[x|z], z ~ p(z)"))
+        chosen = torch.linspace(0, len(test) - 1, min(32, len(test))).round().long().to(test.x.device)
+        if _attempt(section, "reconstructions", lambda: figures.reconstructions_figure(
+                comps.model, comps.guide, test.x[chosen], shape, path("reconstructions.png")), log):
+            section.figures.append((rel("reconstructions.png"),
+                                    "Test points spread over the test split (odd rows) and their reconstructions E[x|z], z ~ q(z|x) (even rows)"))
+        site, why = figures.single_latent_site(comps.model)
+        if site is None:
+            section.notes.append(f"Interpolations: not available ({why}).")
+        elif points is None or points.get("posterior_means") is None:
+            section.notes.append("Interpolations: not available (no posterior means in eval_points.pt).")
+        elif _attempt(section, "interpolations", lambda: figures.interpolation_figure(
+                comps.model, site, points["posterior_means"], points.get("labels"), shape, comps.data.dim, test.x,
+                path("interpolations.png")), log):
+            section.figures.append((rel("interpolations.png"),
+                                    f"Interpolations: linear in {site} between the posterior means of two test "
+                                    "points (one pair per row), decoded"))
+
+    if points is None:
+        section.notes.append("eval_points.pt is missing, so the per-point figures (latent space, NLL, k-hat) and the "
+                             "arviz export are skipped; `zoo report --reevaluate` writes it.")
+        return
+    means = points.get("posterior_means")
+    if means is not None and means.ndim == 2 and means.shape[0] > 1:
+        if _attempt(section, "latent space", lambda: figures.latent_figure(means, points.get("labels"),
+                                                                           path("latent.png")), log):
+            how = "directly" if means.shape[1] <= 2 else "as a PCA projection"
+            section.figures.append((rel("latent.png"), f"Test set in latent space (E[z|x]) {how}, coloured by label"
+                                    if points.get("labels") is not None else f"Test set in latent space {how}"))
+    else:
+        section.notes.append("Latent space: not available (no continuous latent means in eval_points.pt).")
+    if _attempt(section, "NLL histogram", lambda: figures.nll_hist_figure(-points["log_px"], K, path("nll.png")), log):
+        section.figures.append((rel("nll.png"), f"Per-point NLL on the test split (K={K})"))
+    if _attempt(section, "k-hat histogram", lambda: figures.khat_figure(points["khat"], path("khat.png")), log):
+        section.figures.append((rel("khat.png"), "PSIS k-hat per test point, thresholds 0.5 and 0.7"))
+    if points.get("log_weights") is None:
+        section.notes.append("The evaluation kept no log-weights, so importance.nc is not written.")
+    else:
+        proto = section.summary.get("protocol") or {}
+        done = _attempt(section, "the arviz export", lambda: arviz_export.write_importance(
+            path(arviz_export.FILENAME), points["log_weights"], points["khat"], points.get("labels"),
+            {"run": section.name, "data": proto.get("data"), "split": proto.get("split"), "num_samples": K,
+             "binarize": proto.get("binarize")}), log)
+        if done:
+            section.importance = rel(arviz_export.FILENAME)
+
+
+def build_report(run_dirs: List[str], out: str, samples: int = 5000, title: Optional[str] = None,
+                 reevaluate: bool = False, device: str = "auto", progress: bool = True, log=print) -> Report:
+    """Write ``out/index.html`` and ``out/report.md`` comparing the runs in ``run_dirs``; returns the :class:`Report`."""
+    if not run_dirs:
+        raise ValueError("no run directories")
+    os.makedirs(out, exist_ok=True)
+    names = _unique_names(run_dirs)
+    sections, warnings, records = [], [], []
+    for run_dir, name in zip(run_dirs, names):
+        config = rd.read_config(run_dir)
+        summary, evaluated, notes = _evaluate(run_dir, name, samples, reevaluate, device, progress, log)
+        warnings += notes
+        metrics = rd.read_metrics(run_dir)
+        section = RunSection(name, run_dir, config, summary, metrics, published.match(config, summary),
+                             evaluated_now=evaluated)
+        os.makedirs(os.path.join(out, name), exist_ok=True)
+        _run_figures(section, out, _load_points(run_dir), device, log)
+        sections.append(section)
+        records.append(run_record(name, config, summary, metrics, section.match))
+
+    table = build_table(records)
+    curves = "curves.png"
+    if not figures.curves_figure({s.name: s.metrics for s in sections}, os.path.join(out, curves)):
+        curves = None
+    report = Report(out=out, title=title or f"Zoo report: {', '.join(names)}",
+                    generated=datetime.datetime.now().isoformat(timespec="seconds"), runs=sections, table=table,
+                    display=display_table(table), protocol=protocol_lines(table), warnings=warnings, curves=curves)
+    report.html_path = os.path.join(out, "index.html")
+    report.md_path = os.path.join(out, "report.md")
+    with open(report.html_path, "w", encoding="utf-8") as f:
+        f.write(render.to_html(report))
+    with open(report.md_path, "w", encoding="utf-8") as f:
+        f.write(render.to_markdown(report))
+    return report
+
+
+def run_from_args(args) -> int:
+    """The ``zoo report`` command."""
+    report = build_report(args.run_dirs, args.out, samples=args.samples, title=args.title,
+                          reevaluate=args.reevaluate, device=args.device, progress=not args.no_progress)
+    for w in report.warnings:
+        print(f"note: {w}")
+    print(f"wrote {report.html_path} and {report.md_path}")
+    return 0

@@ -1,0 +1,138 @@
+"""The comparison table: one row per run, numbers straight from its ``eval.json``, ``config.json`` and
+``metrics.jsonl`` (a pandas DataFrame), sorted by NLL; :func:`display_table` formats it for reading."""
+import math
+from typing import List, Optional
+
+import pandas as pd
+
+from reports import published
+
+
+def _mean(summary: dict, key: str):
+    v = summary.get(key)
+    return (v["mean"], v["se"]) if isinstance(v, dict) else (float("nan"), float("nan"))
+
+
+def _data_name(config: dict) -> str:
+    return str((config.get("data") or {}).get("name"))
+
+
+def run_record(name: str, config: dict, summary: dict, metrics: List[dict], match=None) -> dict:
+    """The numbers of one run, as plain values (the DataFrame's row)."""
+    options = (config.get("model") or {}).get("options") or {}
+    proto = summary.get("protocol") or {}
+    nll, nll_se = _mean(summary, "nll")
+    neg_elbo, neg_elbo_se = _mean(summary, "neg_elbo")
+    kl, kl_se = _mean(summary, "kl")
+    recon, recon_se = _mean(summary, "recon")
+    bpd, bpd_se = _mean(summary, "bits_per_dim")
+    train = config.get("train") or {}
+    epochs = summary.get("epochs_trained", len(metrics))
+    seconds = summary.get("train_seconds")
+    if seconds is None:
+        seconds = sum(r.get("seconds", 0.0) for r in metrics)
+    share = (summary.get("psis") or {}).get("share_khat_above_0.7")
+    return {
+        "run": name,
+        "model": (config.get("model") or {}).get("name"),
+        "guide": config.get("guide"),
+        "prior": options.get("prior", "standard"),
+        "objective": config.get("objective") + (f" (beta={train['beta']:g})" if train.get("beta", 1.0) != 1.0 else ""),
+        "data": _data_name(config),
+        "binarize": (config.get("data") or {}).get("binarize") or proto.get("binarize"),
+        "epochs": epochs,
+        "best_epoch": None if summary.get("best_epoch") is None else summary["best_epoch"] + 1,
+        "neg_elbo": neg_elbo, "neg_elbo_se": neg_elbo_se,
+        "nll": nll, "nll_se": nll_se, "K": proto.get("num_samples"),
+        "kl": kl, "kl_se": kl_se,
+        "neg_recon": -recon, "neg_recon_se": recon_se,
+        "active_units": summary.get("active_units"), "latent_units": summary.get("latent_units"),
+        "khat_above_0.7": share if share is not None else float("nan"),
+        "bits_per_dim": bpd, "bits_per_dim_se": bpd_se,
+        "train_seconds": float(seconds), "num_parameters": config.get("num_parameters"),
+        "split": proto.get("split"), "num_points": proto.get("num_points"),
+        "published": "; ".join(published.short_label(r) for r in match.rows) if match is not None and match.rows
+        else "none matches",
+    }
+
+
+def build_table(records: List[dict]) -> pd.DataFrame:
+    """The runs' records as a DataFrame sorted by NLL (best first)."""
+    df = pd.DataFrame.from_records(records)
+    if len(df):
+        df = df.sort_values("nll", kind="stable", na_position="last").reset_index(drop=True)
+    return df
+
+
+def _pm(mean, se, digits=2) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if se is None or (isinstance(se, float) and math.isnan(se)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def nll_header(df: pd.DataFrame) -> str:
+    ks = sorted({int(k) for k in df["K"].dropna()}) if len(df) else []
+    return f"NLL (K={ks[0]})" if len(ks) == 1 else "NLL (K per row)"
+
+
+def display_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as people read it: mean ± se strings and readable headers."""
+    uniform_k = len({k for k in df["K"].dropna()}) <= 1 if len(df) else True
+    rows = []
+    for _, r in df.iterrows():
+        row = {
+            "run": r["run"], "model": r["model"], "guide": r["guide"], "prior": r["prior"],
+            "objective": r["objective"], "data (binarization)": f"{r['data']} ({r['binarize']})",
+            "epochs": f"{int(r['epochs'])}" + (f" (best {int(r['best_epoch'])})" if pd.notna(r["best_epoch"]) else ""),
+            "test -ELBO": _pm(r["neg_elbo"], r["neg_elbo_se"]),
+            nll_header(df): _pm(r["nll"], r["nll_se"]) + ("" if uniform_k else f" (K={int(r['K'])})"),
+            "KL": _pm(r["kl"], r["kl_se"]),
+            "-reconstruction": _pm(r["neg_recon"], r["neg_recon_se"]),
+            "active units": "-" if pd.isna(r["active_units"]) else f"{int(r['active_units'])} of {int(r['latent_units'])}",
+            "k-hat > 0.7": "-" if pd.isna(r["khat_above_0.7"]) else f"{100 * r['khat_above_0.7']:.1f}%",
+            "bits/dim": _pm(r["bits_per_dim"], r["bits_per_dim_se"], 4),
+            "training time": _duration(r["train_seconds"]),
+            "parameters": "-" if pd.isna(r["num_parameters"]) else f"{int(r['num_parameters']):,}",
+            "published (paper)": r["published"],
+        }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def protocol_lines(df: pd.DataFrame) -> List[str]:
+    """The evaluation protocol, stated once when the runs share it, per run where they differ."""
+    if not len(df):
+        return ["no runs"]
+    keys = ["K", "split", "num_points", "data", "binarize"]
+    shared = {k: set(df[k].tolist()) for k in keys}
+    lines = []
+    if all(len(v) == 1 for v in shared.values()):
+        r = df.iloc[0]
+        lines.append(f"{r['split']} split of {r['data']} ({int(r['num_points'])} points), binarization "
+                     f"{r['binarize']}; NLL = importance-sampled -log p(x) with K={int(r['K'])} samples per point "
+                     "(logsumexp over k of log w_k, minus log K).")
+    else:
+        differ = [k for k in keys if len(shared[k]) > 1]
+        lines.append("The runs were NOT evaluated under one protocol (they differ in "
+                     f"{', '.join('K' if k == 'K' else k.replace('num_points', 'number of test points') for k in differ)}); "
+                     "compare their rows with care:")
+        for _, r in df.iterrows():
+            lines.append(f"{r['run']}: {r['split']} split of {r['data']} ({int(r['num_points'])} points), binarization "
+                         f"{r['binarize']}, K={int(r['K'])}")
+    lines.append("Weights of the best validation epoch. -ELBO, KL(q||p) and the reconstruction term E_q[log p(x|z)] "
+                 "are averages over the same K samples; every figure is a mean over test points ± its standard "
+                 "error. k-hat: PSIS Pareto shape of each point's K log-weights (share of points above 0.7, where the "
+                 "estimate is unreliable). Bits/dim = NLL / (D ln 2) where the data are pixels. Rows sorted by NLL.")
+    return lines
