@@ -19,4 +19,9 @@ def run_demo(args) -> int:
     print_eval(summary)
     png = sample_grid(args.out, 64, os.path.join(args.out, "samples.png"), device=args.device)
     print(f"wrote {os.path.join(args.out, 'eval.json')} and {png}")
+    from reports.report import build_report
+
+    report = build_report([args.out], os.path.join(args.out, "report"), samples=args.samples, device=args.device,
+                          progress=progress)
+    print(f"report: {report.html_path} (Markdown: {report.md_path})")
     return 0

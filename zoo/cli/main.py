@@ -1,4 +1,4 @@
-"""The ``zoo`` command: list, train, evaluate, sample, demo.
+"""The ``zoo`` command: list, train, evaluate, sample, report, demo.
 
 Every error a user can cause is one line on stderr and exit code 2, never a traceback.
 """
@@ -102,6 +102,15 @@ def build_parser():
     s.add_argument("--out", default=None, help="PNG path (default RUN_DIR/samples.png)")
     s.add_argument("--seed", type=_nonneg_int, default=0)
     s.add_argument("--device", default="auto")
+
+    r = sub.add_parser("report", help="compare runs on one HTML + Markdown page: table, published figures, plots")
+    r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    r.add_argument("--out", default="report", help="folder for index.html, report.md and the figures")
+    r.add_argument("--samples", type=_positive_int, default=5000, help="importance samples K for runs evaluated now")
+    r.add_argument("--title", default=None)
+    r.add_argument("--reevaluate", action="store_true", help="re-evaluate every run with --samples")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--no-progress", action="store_true")
 
     d = sub.add_parser("demo", help="train the default VAE on the embedded MNIST digits, evaluate it, draw samples")
     d.add_argument("--out", default="runs/demo")
@@ -207,7 +216,14 @@ def cmd_demo(args):
     return run_demo(args)
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "demo": cmd_demo}
+def cmd_report(args):
+    from reports.report import run_from_args
+
+    return run_from_args(args)
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "demo": cmd_demo,
+            "report": cmd_report}
 
 
 def main(argv=None) -> int:
