@@ -60,8 +60,15 @@ class AmortizedGuide(PyroModule):
         return values
 
 
-def build_guide(spec: str, model) -> nn.Module:
-    """The guide named by ``spec`` (``diagonal``, ``planar:8``, ...) built for ``model``."""
+def build_guide(spec: str, model, **options) -> nn.Module:
+    """The guide named by ``spec`` (``diagonal``, ``planar:8``, ...) built for ``model``; ``options`` are the
+    guide's keyword options (e.g. ``num_ortho_vecs=8`` for ``sylvester-o:K``)."""
     import guides.diagonal  # noqa: F401  (registers the guides)
+    import guides.flows  # noqa: F401
 
-    return GUIDES.build(spec, model)
+    try:
+        return GUIDES.build(spec, model, **options)
+    except TypeError as e:
+        if options:
+            raise ConfigError(f"guide {spec!r} does not take the options {', '.join(sorted(options))} ({e})")
+        raise

@@ -80,4 +80,7 @@ class Registry:
             if isinstance(value, int) and value < 1:
                 raise ConfigError(f"{self.kind} {spec!r}: {entry.arg} must be a positive integer")
             return entry.factory(value, *args, **kwargs)
+        if entry.arg is not None:
+            raise ConfigError(f"{self.kind} {entry.name!r} needs its {entry.arg}: write {entry.name}:{entry.arg} "
+                              f"(e.g. {entry.name}:4)")
         return entry.factory(*args, **kwargs)

@@ -84,7 +84,7 @@ def build_components(config: dict, device: Optional[torch.device] = None, data=N
         model = MODELS.build(name, data.dim, image_shape=data.image_shape, **opts)
     except TypeError as e:
         raise ConfigError(f"model {name!r} does not accept these options: {e}")
-    guide = build_guide(config["guide"], model)
+    guide = build_guide(config["guide"], model, **config.get("guide_options", {}))
     objective = build_objective(config["objective"])
     model.to(device)
     guide.to(device)

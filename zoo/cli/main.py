@@ -55,6 +55,24 @@ def _hidden(text):
     return tuple(s for s in sizes if s > 0)
 
 
+def _key_value(text):
+    """``num_ortho_vecs=8`` -> ("num_ortho_vecs", 8); ``hidden_dims=64,64`` -> ("hidden_dims", [64, 64])."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+
+    def scalar(v):
+        for cast in (int, float):
+            try:
+                return cast(v)
+            except ValueError:
+                pass
+        return {"true": True, "false": False}.get(v.lower(), v)
+
+    parts = [scalar(v.strip()) for v in value.split(",")]
+    return key.strip(), (parts if "," in value else parts[0])
+
+
 def build_parser():
     p = _Parser(prog="zoo", description="A zoo of deep generative models in Pyro: train, evaluate, report.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -64,6 +82,8 @@ def build_parser():
     t = sub.add_parser("train", help="train a model with a guide and an objective")
     t.add_argument("--model", default="vae")
     t.add_argument("--guide", default="diagonal")
+    t.add_argument("--guide-option", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+                   help="an option of the guide, e.g. num_ortho_vecs=8 for sylvester-o:K (repeatable)")
     t.add_argument("--objective", default="elbo")
     t.add_argument("--data", default="mnist5k", help="a registered data set or a path to an .npz file")
     t.add_argument("--data-root", default=None, help="folder of downloadable data sets (default $ZOO_DATA or ./data)")
@@ -166,6 +186,7 @@ def cmd_train(args):
                    "activation": args.activation, "prior": args.prior, "sigma": args.sigma}
         config = make_config(args.model, args.guide, args.objective, args.data, args.binarize, options, train,
                              device=args.device, root=args.data_root)
+        config["guide_options"] = dict(args.guide_option)
         state = train_run(config, out, progress=not args.no_progress)
     print(f"trained {state['epoch']} epochs (best validation loss {state['best_valid']:.3f} at epoch "
           f"{state['best_epoch'] + 1}{', stopped early' if state['stopped_early'] else ''}); run directory: {out}")
