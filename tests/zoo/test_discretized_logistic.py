@@ -119,7 +119,8 @@ def test_samples_on_grid_and_histogram_matches_pmf(loc, log_scale):
 
 def _mixture_params(batch=(), k=3, dtype=F64):
     logits = torch.randn(*batch, k, dtype=dtype)
-    locs = torch.tensor([0.1, 0.55, 0.9], dtype=dtype)[:k].expand(*batch, k) + 0.05 * torch.randn(*batch, k, dtype=dtype)
+    locs = torch.tensor([0.1, 0.55, 0.9], dtype=dtype)[:k].expand(*batch, k)
+    locs = locs + 0.05 * torch.randn(*batch, k, dtype=dtype)
     log_scales = torch.tensor([-3.0, -5.0, -2.0], dtype=dtype)[:k].expand(*batch, k).clone()
     return logits, locs, log_scales
 

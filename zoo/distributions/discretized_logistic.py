@@ -81,7 +81,8 @@ class DiscretizedLogistic(TorchDistribution):
         :math:`P(x) = \sigma\left(\frac{x + h - \mu}{s}\right) - \sigma\left(\frac{x - h - \mu}{s}\right)`,
         :math:`0 < x < 1`,
 
-        :math:`P(0) = \sigma\left(\frac{h - \mu}{s}\right)`, :math:`P(1) = 1 - \sigma\left(\frac{1 - h - \mu}{s}\right)`,
+        :math:`P(0) = \sigma\left(\frac{h - \mu}{s}\right)`,
+        :math:`P(1) = 1 - \sigma\left(\frac{1 - h - \mu}{s}\right)`,
 
     i.e. the end bins take the mass of :math:`(-\infty, h]` and :math:`[1-h, \infty)`, so the probabilities sum to
     one exactly. ``loc`` is :math:`\mu`, ``log_scale`` is :math:`\log s`.
