@@ -67,8 +67,21 @@ def build_guide(spec: str, model, **options) -> nn.Module:
     import guides.flows  # noqa: F401
 
     try:
-        return GUIDES.build(spec, model, **options)
+        guide = GUIDES.build(spec, model, **options)
     except TypeError as e:
         if options:
             raise ConfigError(f"guide {spec!r} does not take the options {', '.join(sorted(options))} ({e})")
         raise
+    bind_model_to_guide(model, guide)
+    return guide
+
+
+def bind_model_to_guide(model, guide):
+    """Hand ``guide`` to the parts of ``model`` that use the guide's q(z|.) (the VampPrior: ``part.bind(guide)``).
+
+    They keep a plain reference, not a sub-module, so the encoder's weights are stored and trained once, in the
+    guide; the last guide built for a model is the one its parts use (guide swapping). A part refuses a guide it
+    cannot use with a :class:`~zoo.errors.ConfigError` (e.g. a flow whose q has no density at arbitrary points)."""
+    for part in model.modules():
+        if getattr(part, "needs_guide", False):
+            part.bind(guide)
