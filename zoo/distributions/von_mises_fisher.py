@@ -173,9 +173,9 @@ class VonMisesFisher(TorchDistribution):
        :math:`a = \frac{(m-1) + 2\kappa + \sqrt{4\kappa^2+(m-1)^2}}{4}`, :math:`d = \frac{4ab}{1+b} - (m-1)\log(m-1)`,
        propose :math:`\epsilon\sim\mathrm{Beta}(\frac{m-1}{2},\frac{m-1}{2})`, :math:`u\sim U(0,1)`, set
        :math:`w = h(\epsilon,\kappa) = \frac{1-(1+b)\epsilon}{1-(1-b)\epsilon}`,
-       :math:`t = \frac{2ab}{1-(1-b)\epsilon}` and accept when :math:`(m-1)\log t - t + d \ge \log u`. The loop redraws
-       only the not-yet-accepted entries (vectorised: one pass over the whole batch per round; the acceptance rate
-       is at least 0.65 for every :math:`m,\kappa`, so a handful of rounds).
+       :math:`t = \frac{2ab}{1-(1-b)\epsilon}` and accept when :math:`(m-1)\log t - t + d \ge \log u`. Vectorised: each
+       round proposes for all not-yet-accepted entries at once (the acceptance rate is at least 0.65 for every
+       :math:`m,\kappa`, so the rounds shrink geometrically; one host synchronisation per round).
     2. the accepted :math:`\epsilon` is kept as the noise and :math:`w = h(\epsilon,\kappa)` is recomputed with
        gradients, so :math:`\partial w/\partial\kappa` flows through :math:`b(\kappa)`: the paper's
        :math:`g_{rep}`. Near the mode, :math:`1-w = \frac{2b\epsilon}{1-(1-b)\epsilon}` and
