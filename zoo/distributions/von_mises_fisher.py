@@ -190,10 +190,14 @@ class VonMisesFisher(TorchDistribution):
        :math:`\log\pi(\epsilon\mid\kappa) = \log C_m(\kappa) + \kappa h(\epsilon,\kappa) + \frac{m-1}{2}\log b
        - (m-1)\log(1-(1-b)\epsilon)`,
 
-       returned by :meth:`rejection_score` and given to Pyro as the ``score_function`` of :meth:`score_parts`, so
-       :class:`~pyro.infer.Trace_ELBO` (and the other ELBOs that use score parts) get unbiased gradients
-       :math:`g_{rep}+g_{cor}`. ELBOs that ignore score parts (``TraceMeanField_ELBO``, hand-written losses) get
-       :math:`g_{rep}` only, as in the paper's code, unless they add ``rejection_score(z) * cost.detach()``.
+       returned by :meth:`rejection_score`. By default (``rejection_correction=False``) the distribution is fully
+       reparameterised for Pyro, like the paper's code (:math:`g_{rep}` only), so it works with
+       ``TraceMeanField_ELBO`` and its analytic KL (whose gradient is exact: only the Monte Carlo terms miss
+       :math:`g_{cor}`). With ``rejection_correction=True`` the score goes to Pyro as the ``score_function`` of
+       :meth:`score_parts`, and :class:`~pyro.infer.Trace_ELBO` (and the other ELBOs that use score parts) get the
+       unbiased :math:`g_{rep}+g_{cor}`; ``TraceMeanField_ELBO`` then refuses the site as not fully
+       reparameterised. A hand-written loss corrects itself by adding
+       ``(rejection_score(z) * cost.detach()).sum()`` (cost: the per-sample loss, a baseline may be subtracted).
     3. :math:`\mathbf{v}\sim U(\mathcal{S}^{m-2})`, :math:`\mathbf{z}' = (w, \sqrt{1-w^2}\,\mathbf{v})` is a sample
        around :math:`\mathbf{e}_1`, and an orthogonal Householder map sends :math:`\mathbf{e}_1` to
        :math:`\boldsymbol{\mu}`. Where the paper uses :math:`H = I - 2\mathbf{u}\mathbf{u}^T`,
@@ -217,13 +221,14 @@ class VonMisesFisher(TorchDistribution):
 
     :param torch.Tensor loc: mean directions, unit vectors of shape ``(..., m)``, :math:`m\ge 2`.
     :param torch.Tensor concentration: :math:`\kappa>0`, shape broadcastable with ``loc.shape[:-1]``.
+    :param bool rejection_correction: report the rejection sampler's score to Pyro (see step 2), default False.
     """
 
     arg_constraints = {"loc": constraints.sphere, "concentration": constraints.positive}
     support = constraints.sphere
     has_rsample = True
 
-    def __init__(self, loc, concentration, validate_args=None):
+    def __init__(self, loc, concentration, rejection_correction: bool = False, validate_args=None):
         if loc.dim() < 1 or loc.shape[-1] < 2:
             raise ValueError("loc must have shape (..., m) with m >= 2")
         if isinstance(concentration, Number):
@@ -233,6 +238,7 @@ class VonMisesFisher(TorchDistribution):
         self.loc = loc.expand(batch_shape + event_shape)
         self.concentration = concentration.expand(batch_shape)
         self._m = int(event_shape[0])
+        self.rejection_correction = bool(rejection_correction)
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
 
     @property
@@ -246,6 +252,7 @@ class VonMisesFisher(TorchDistribution):
         new.loc = self.loc.expand(batch_shape + self.event_shape)
         new.concentration = self.concentration.expand(batch_shape)
         new._m = self._m
+        new.rejection_correction = self.rejection_correction
         super(VonMisesFisher, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -357,8 +364,11 @@ class VonMisesFisher(TorchDistribution):
         return self.log_normalizer() + k * w + 0.5 * m1 * torch.log(b) - m1 * torch.log(denom)
 
     def score_parts(self, value):
-        """Pyro's ``(log_prob, score_function, entropy_term)``: the sample is reparameterised (pathwise gradient) and
-        the score function carries the rejection-sampler correction (see :meth:`rejection_score`)."""
+        """Pyro's ``(log_prob, score_function, entropy_term)``: the sample is reparameterised (pathwise gradient);
+        with ``rejection_correction`` the score function carries the rejection sampler's correction (see
+        :meth:`rejection_score`), otherwise it is zero (fully reparameterised)."""
+        if not self.rejection_correction:
+            return super().score_parts(value)
         log_prob = self.log_prob(value)
         return ScoreParts(log_prob=log_prob, score_function=self.rejection_score(value), entropy_term=log_prob)
 
