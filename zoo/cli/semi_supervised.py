@@ -1,0 +1,136 @@
+"""CLI wiring of the semi-supervised models (M1, M2, M1+M2): default guide/objective, compatibility errors, the labelled
+subset (``--labels N``), M1+M2's ``--m1-run``, M1's post-training classifier and the test error in eval.json.
+
+``zoo/cli/runs.py`` calls :func:`prepare_config` before it builds a run's components, :func:`prepare_components` after,
+:func:`after_training` when training ends and :func:`add_evaluation` in the evaluation; each is a no-op for a
+model that declares no labels.
+"""
+import math
+import os
+
+import torch
+
+from zoo.errors import ConfigError
+
+
+def model_default(model_name: str, kind: str, fallback: str) -> str:
+    """The guide (``kind="guide"``) or objective a model trains with when none is named (m2: semi-supervised, enum)."""
+    from zoo.cli.assemble import register_all
+    from zoo.model import MODELS
+
+    register_all()
+    return MODELS.entry(model_name).meta.get(kind, fallback)
+
+
+def check_pair(config: dict):
+    """One clear line when a model with a discrete latent meets a guide or an objective that cannot handle it."""
+    from guides.base import GUIDES
+    from inference.objectives import OBJECTIVES
+    from zoo.cli.assemble import register_all
+    from zoo.model import MODELS
+
+    register_all()
+    name = config["model"]["name"]
+    meta = MODELS.entry(name).meta
+    if not meta.get("discrete_latents"):
+        return
+    objective, guide = config["objective"], config["guide"]
+    if not OBJECTIVES.entry(objective).meta.get("enumerates"):
+        ok = ", ".join(e.name + (":K" if e.arg else "") for e in OBJECTIVES if e.meta.get("enumerates"))
+        raise ConfigError(f"model {name} has a discrete latent y (the label) that must be summed out by enumeration; "
+                          f"objective {objective!r} cannot do that: use --objective {meta.get('objective', 'enum')} "
+                          f"(objectives that enumerate: {ok})")
+    if not GUIDES.entry(guide).meta.get("discrete"):
+        ok = ", ".join(e.name for e in GUIDES if e.meta.get("discrete"))
+        raise ConfigError(f"model {name} has a discrete latent y (the label); guide {guide!r} has no q(y|x): use "
+                          f"--guide {meta.get('guide', ok)}")
+
+
+def prepare_config(config: dict):
+    """Before the components are built: check the model/guide/objective pair and, for M1+M2, read M1's architecture
+    from ``--m1-run``'s config.json into the model options."""
+    check_pair(config)
+    if config["model"]["name"] != "m1+m2":
+        return config
+    from inference import run_dir as rd
+
+    opts = config["model"].setdefault("options", {})
+    m1_run = opts.get("m1_run")
+    if not m1_run:
+        raise ConfigError("model m1+m2 needs --m1-run DIR, a trained M1 on the same data "
+                          "(e.g. `zoo train --model m1 --labels 100 --out DIR`)")
+    m1 = rd.read_config(m1_run)
+    if m1["model"]["name"] not in ("m1", "vae") or m1["guide"] != "diagonal":
+        raise ConfigError(f"--m1-run {m1_run}: that run trains {m1['model']['name']} with guide {m1['guide']}; "
+                          "M1+M2 needs an m1 (or vae) run with the diagonal guide")
+    if m1["data"]["name"] != config["data"]["name"]:
+        raise ConfigError(f"--m1-run {m1_run} was trained on {m1['data']['name']!r}, not {config['data']['name']!r}")
+    o = m1["model"]["options"]
+    opts.update({"m1_latent_dim": o.get("latent_dim", 20), "m1_hidden": list(o.get("hidden", [400])),
+                 "m1_activation": o.get("activation", "relu"), "m1_likelihood": o.get("likelihood", "bernoulli"),
+                 "m1_sigma": o.get("sigma", 0.1), "m1_run": os.path.abspath(m1_run)})
+    return config
+
+
+def prepare_components(config: dict, comps, resume: bool = False):
+    """After the components are built: hide all but ``--labels N`` training labels; copy M1 into M1+M2."""
+    n = config["data"].get("labels")
+    if n:
+        from zoo.data.labels import mask_labels
+
+        comps.data = mask_labels(comps.data, int(n), seed=int(config["train"]["seed"]))
+    if config["model"]["name"] == "m1+m2" and not resume:
+        from zoo.cli.assemble import load_run
+
+        m1 = load_run(config["model"]["options"]["m1_run"], comps.device)
+        comps.model.load_m1(m1.model, m1.guide)
+    return comps
+
+
+def after_training(comps, run_dir: str):
+    """Models with a second stage (M1's classifier) run it on the best weights and store it in best.pt."""
+    fit = getattr(comps.model, "after_training", None)
+    if fit is None:
+        return None
+    from inference import checkpoint as ckpt
+    from inference import run_dir as rd
+
+    path = rd.path(run_dir, rd.BEST)
+    state = ckpt.load(path, map_location=comps.device)
+    comps.model.load_state_dict(state["model"])
+    comps.guide.load_state_dict(state["guide"])
+    info = fit(comps.guide, comps.data)
+    state["model"] = comps.model.state_dict()
+    ckpt.save_atomic(state, path)
+    return info
+
+
+@torch.no_grad()
+def classification_metrics(comps, split, batch_size: int = 500) -> dict:
+    """``test_error`` (with its standard error): the share of points whose argmax q(y|x) is not their label."""
+    predict = getattr(comps.model, "predict_logits", None)
+    if predict is None or split.y is None:
+        return {}
+    comps.guide.eval()
+    wrong = []
+    for start in range(0, len(split), batch_size):
+        xb, yb = split.x[start:start + batch_size], split.y[start:start + batch_size]
+        wrong.append((predict(xb, comps.guide).argmax(-1) != yb).double().cpu())
+    wrong = torch.cat(wrong).numpy()
+    n = wrong.shape[0]
+    return {"test_error": {"mean": float(wrong.mean()), "se": float(wrong.std(ddof=1) / math.sqrt(n)) if n > 1
+                           else float("nan")},
+            "classification": {"points": int(n), "rule": "argmax of the model's classifier (q(y|x) for M2)"}}
+
+
+def add_evaluation(summary: dict, comps, split):
+    """Complete eval.json: the classifier's test error, and the estimator of log p(x) of models whose categorical
+    latent is summed out (``inference.enumeration.enumerated_weight_terms``)."""
+    from inference.enumeration import has_enumerated_latents
+
+    summary.update(classification_metrics(comps, split))
+    if has_enumerated_latents(comps.model):
+        summary["protocol"]["estimator"] = ("logsumexp_k log sum_y w_ky - log K, w_ky = p(x, y, z_ky) / q(z_ky | x, y), "
+                                            "z_ky ~ q(z | x, y): y summed out exactly (labels unused)")
+        summary["protocol"]["elbo"] = "sum_y q(y|x) E_q(z|x,y)[log p(x, y, z) - log q(y, z | x)] (the enum objective)"
+    return summary

@@ -1,0 +1,164 @@
+"""M2: the semi-supervised generative model of Kingma, Rezende, Mohamed & Welling 2014, "Semi-supervised Learning with
+Deep Generative Models".
+
+    y ~ Cat(1/C),    z ~ p(z) (N(0, I) by default),    x | y, z ~ p(x | f_theta([z, onehot(y)]))
+
+with f_theta an MLP decoder and the Bernoulli or Gaussian likelihood of :mod:`zoo.likelihoods`. The label site ``y`` is
+observed where the data carry a label and latent elsewhere.
+
+**How a batch mixes labelled and unlabelled points.** Labels come as a tensor y of shape (B,) with -1 for "no label"
+(:data:`zoo.data.labels.UNLABELLED`); ``y=None`` means no labels at all. :func:`label_parts` splits the batch into two
+disjoint sub-plates, each at dim -1 (so ``max_plate_nesting = 1``):
+
+* the unlabelled points live in ``pyro.plate("data")`` with the contract's site names ``y`` (latent), ``z``, ``x``;
+  every call without labels (sampling, reconstructions, the evaluation's log p(x)) is of this kind;
+* the labelled points live in ``pyro.plate("labelled")`` with sites ``y_labelled`` (observed), ``z_labelled``,
+  ``x_labelled``.
+
+Splitting (rather than one plate with ``obs_mask``) keeps the two bounds of the paper apart: a labelled point
+contributes the bound on log p(x, y) and nothing enumerated, an unlabelled point the bound
+sum_y q(y|x) L(x, y) + H(q(y|x)), which the guide (``guides/semi_supervised.py``) gets by parallel enumeration of y
+under ``TraceEnum_ELBO`` (objective ``enum``, :mod:`inference.enumeration`). With ``obs_mask`` Pyro would enumerate y
+(and draw C copies of z) for the labelled points too.
+
+**The auxiliary classification term** alpha * E_labelled[-log q(y|x)] of the paper's eq. (9) is added by the objective
+(``enum``, ``iwae-enum:K``); ``alpha`` is this model's option. It is defined per data point: the paper's objective
+J + alpha_paper * E_l[-log q(y|x)], with alpha_paper = 0.1 N and J summed over the N points, divided by N is
+mean bound + (alpha_paper / N) * E_l[-log q(y|x)], so ``alpha = alpha_paper / N`` and the paper's choice is the default
+``alpha = 0.1``. A mini-batch estimates E_l by the mean over its labelled points.
+"""
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+
+from zoo.errors import ConfigError
+from zoo.latents import LatentSite
+from zoo.likelihoods import build_likelihood
+from zoo.model import MODELS, ZooModel
+from zoo.networks.mlp import MLP
+from zoo.priors import build_prior
+
+LABELLED_SUFFIX = "_labelled"
+
+
+class LabelPart(NamedTuple):
+    """One sub-batch of :func:`label_parts`: the plate it lives in, the suffix of its site names, its points, and its
+    labels (None for the unlabelled part)."""
+    plate: str
+    suffix: str
+    x: torch.Tensor
+    y: Optional[torch.Tensor]
+
+    @property
+    def labelled(self) -> bool:
+        return self.y is not None
+
+    def plate_messenger(self):
+        return pyro.plate(self.plate, self.x.shape[0], dim=-1)
+
+
+def label_parts(x: torch.Tensor, y: Optional[torch.Tensor]) -> List[LabelPart]:
+    """Split a batch into its labelled part (plate ``labelled``, sites ``*_labelled``) and its unlabelled part (plate
+    ``data``, the contract's site names); y < 0 marks a missing label. Model and guide both call this."""
+    if y is None:
+        return [LabelPart("data", "", x, None)]
+    if y.shape != x.shape[:1]:
+        raise ValueError(f"labels of shape {tuple(y.shape)} for a batch of {x.shape[0]} points")
+    has = y >= 0
+    n_labelled = int(has.sum())
+    if n_labelled == 0:
+        return [LabelPart("data", "", x, None)]
+    if n_labelled == x.shape[0]:
+        return [LabelPart("labelled", LABELLED_SUFFIX, x, y)]
+    return [LabelPart("labelled", LABELLED_SUFFIX, x[has], y[has]), LabelPart("data", "", x[~has], None)]
+
+
+def onehot_cat(z: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """[z, onehot(y)] broadcast over the leading dims of both (y may be enumerated: shape (C, 1, ...))."""
+    oh = F.one_hot(y.long(), num_classes).to(z.dtype)
+    shape = torch.broadcast_shapes(z.shape[:-1], oh.shape[:-1])
+    return torch.cat([z.expand(shape + z.shape[-1:]), oh.expand(shape + oh.shape[-1:])], dim=-1)
+
+
+@MODELS.register("m2", paper="Kingma, Rezende, Mohamed & Welling 2014 (M2)",
+                 summary="semi-supervised: y ~ Cat(1/C), z ~ N(0, I), x ~ p(x | MLP([z, onehot y])); "
+                         "needs guide semi-supervised, objective enum or iwae-enum:K",
+                 guide="semi-supervised", objective="enum", discrete_latents=True)
+class M2(ZooModel):
+    """Kingma et al.'s M2; see the module docstring for the model and how labelled and unlabelled points mix."""
+
+    max_plate_nesting = 1
+    uses_labels = True
+
+    def __init__(self, data_dim: int, num_classes: int = 10, latent_dim: int = 50, hidden: Sequence[int] = (500,),
+                 likelihood: str = "bernoulli", activation: str = "softplus", prior: str = "standard",
+                 sigma: float = 0.1, alpha: float = 0.1, image_shape: Optional[Tuple[int, int, int]] = None,
+                 obs_dim: Optional[int] = None):
+        super().__init__(data_dim, image_shape)
+        if num_classes is None or num_classes < 2:
+            raise ConfigError(f"model m2 needs a labelled data set with at least 2 classes, got {num_classes}")
+        if alpha is None or alpha < 0:
+            raise ConfigError(f"--alpha must be non-negative, got {alpha}")
+        # obs_dim: the size of what the likelihood models (the data themselves; M1+M2 models M1's features instead)
+        self.obs_dim = data_dim if obs_dim is None else obs_dim
+        self.num_classes, self.latent_dim = int(num_classes), latent_dim
+        self.hidden, self.activation, self.alpha = tuple(hidden), activation, float(alpha)
+        self.likelihood = build_likelihood(likelihood, self.obs_dim, sigma=sigma)
+        self.prior = build_prior(prior, latent_dim, data_dim=self.obs_dim)
+        self.decoder = MLP(latent_dim + self.num_classes, tuple(reversed(self.hidden)),
+                           self.obs_dim * self.likelihood.params_per_dim, act=activation)
+
+    # ------------------------------------------------------------------------------------------- declarations
+    def latent_sites(self):
+        return [LatentSite("y", self.num_classes, support="categorical", num_classes=self.num_classes,
+                           observed_with="y"),
+                LatentSite("z", self.latent_dim, depends_on=("y",))]
+
+    def make_encoder(self):
+        """h(x) for q(z | x, y): an MLP body; the guide's Gaussian heads read [h(x), onehot(y)]."""
+        return MLP(self.obs_dim, self.hidden, None, act=self.activation)
+
+    def make_classifier(self):
+        """q(y | x): an MLP from x to the C logits, its own network (as in the paper)."""
+        return MLP(self.obs_dim, self.hidden, self.num_classes, act=self.activation)
+
+    # ------------------------------------------------------------------------------------------- the model
+    def observed(self, x: torch.Tensor) -> torch.Tensor:
+        """What the likelihood models: x itself (M1+M2 overrides it with M1's features)."""
+        return x
+
+    def label_prior(self, n: int, like: torch.Tensor):
+        return dist.Categorical(logits=like.new_zeros(self.num_classes), validate_args=False).expand([n])
+
+    def decoder_out(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.decoder(onehot_cat(z, y, self.num_classes))
+
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
+        obs = self.observed(x)
+        out = None
+        for part in label_parts(obs, y):
+            n = part.x.shape[0]
+            with part.plate_messenger():
+                yv = pyro.sample("y" + part.suffix, self.label_prior(n, obs), obs=part.y)
+                z = pyro.sample("z" + part.suffix, self.prior(n, obs))
+                out = pyro.sample("x" + part.suffix, self.likelihood(self.decoder_out(z, yv)), obs=part.x)
+        return out
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def check_data(self, x, where: str = "the data"):
+        super().check_data(x, where)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """E[x | y, z] in data space (images for reports)."""
+        return self.likelihood.mean(self.decoder_out(z, y))
+
+    def predict_logits(self, x: torch.Tensor, guide) -> torch.Tensor:
+        """The classifier's logits log q(y | x) (unnormalised): the guide's q(y|x)."""
+        return guide.classify(x)
+
+    def extra_repr(self):
+        return f"data_dim={self.data_dim}, num_classes={self.num_classes}, latent_dim={self.latent_dim}, alpha={self.alpha}"
