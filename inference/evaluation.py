@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from inference.importance import weight_terms
+from inference.enumeration import enumeration_size, weight_terms_for
 from inference.psis import pareto_khat
 
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -40,16 +40,18 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
     out = {k: [] for k in ("log_px", "elbo", "recon", "kl", "khat")}
     means, logw_all = [], []
     n = x.shape[0]
+    terms_fn = weight_terms_for(model)  # models with a categorical latent: y summed out inside the weights
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
         yb = None if y is None else y[start:start + batch_size]
-        chunk = _chunk_sizes(xb.shape[0], num_samples, x.shape[1], budget)
-        log_w, log_obs, kl, zsum = [], 0.0, 0.0, {}
+        chunk = _chunk_sizes(xb.shape[0], num_samples, x.shape[1] * enumeration_size(model), budget)
+        log_w, elbo_w, log_obs, kl, zsum = [], [], 0.0, 0.0, {}
         done = 0
         while done < num_samples:
             k = min(chunk, num_samples - done)
-            t = weight_terms(model, guide, xb, yb, k)
+            t = terms_fn(model, guide, xb, yb, k)
             log_w.append(t.log_w)
+            elbo_w.append(getattr(t, "elbo", t.log_w))
             log_obs = log_obs + t.log_obs.sum(0)
             kl = kl + (t.log_q - t.log_prior).sum(0)
             for name, z in t.latents.items():
@@ -64,7 +66,7 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
             raise FloatingPointError(f"{bad} test points have non-finite importance weights; the model or guide "
                                      "produced NaN/inf log-densities (nothing is dropped from the estimate)")
         out["log_px"].append((torch.logsumexp(log_w, 0) - math.log(num_samples)).cpu())
-        out["elbo"].append(log_w.mean(0).cpu())
+        out["elbo"].append(torch.cat(elbo_w, dim=0).double().mean(0).cpu())
         out["recon"].append((log_obs / num_samples).double().cpu())
         out["kl"].append((kl / num_samples).double().cpu())
         lw = log_w.T.cpu().numpy()
