@@ -10,6 +10,7 @@ import torch
 from inference import run_dir as rd
 from inference.evaluation import importance_sample, summarize
 from inference.training import Trainer, TrainConfig, config_dict, unique_parameters
+from zoo.cli import semi_supervised
 from zoo.cli.assemble import VERSION, build_components, load_run, resolve_device
 from zoo.errors import RunDirError
 
@@ -24,7 +25,9 @@ def train_run(config: dict, out: str, resume: bool = False, on_step=None, progre
     """Train the run described by ``config`` into ``out`` (or continue it with ``resume``)."""
     device = resolve_device(config.get("device", "auto"))
     pyro.set_rng_seed(config["train"]["seed"])  # the initial weights depend on the seed alone
+    semi_supervised.prepare_config(config)  # model/guide/objective pair; M1+M2's --m1-run
     comps = build_components(config, device)
+    semi_supervised.prepare_components(config, comps, resume)  # --labels N; M1 copied into M1+M2
     data = comps.data
     comps.model.check_data(data.train.x if data.binarize != "dynamic" else data.train_epoch_x(0), "the training split")
     comps.model.check_data(data.valid.x, "the validation split")
@@ -39,6 +42,9 @@ def train_run(config: dict, out: str, resume: bool = False, on_step=None, progre
                       model_name=config["model"]["name"], run_config=json.loads(json.dumps(config)))
     t0 = time.perf_counter()
     progress_state = trainer.fit(resume=resume, on_step=on_step)
+    stage = semi_supervised.after_training(comps, out)  # M1: the classifier on posterior means
+    if stage:
+        progress_state["after_training"] = stage
     progress_state["wall_seconds"] = time.perf_counter() - t0
     return progress_state
 
@@ -66,6 +72,7 @@ def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", bat
     summary["protocol"] = {"num_samples": num_samples, "split": split, "num_points": len(data_split),
                            "binarize": comps.data.binarize, "data": comps.config["data"]["name"],
                            "weights": "best validation epoch", "estimator": "logsumexp_k log w_k - log K"}
+    semi_supervised.add_evaluation(summary, comps, data_split)  # test_error; m2: y summed out in log p(x)
     summary["seconds"] = seconds
     summary["train_seconds"] = sum(r.get("seconds", 0.0) for r in metrics)
     summary["epochs_trained"] = len(metrics)
