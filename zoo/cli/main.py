@@ -81,10 +81,15 @@ def build_parser():
 
     t = sub.add_parser("train", help="train a model with a guide and an objective")
     t.add_argument("--model", default="vae")
-    t.add_argument("--guide", default="diagonal")
+    t.add_argument("--guide", default=None, help="default: the model's (diagonal; semi-supervised for m2, m1+m2)")
     t.add_argument("--guide-option", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
                    help="an option of the guide, e.g. num_ortho_vecs=8 for sylvester-o:K (repeatable)")
-    t.add_argument("--objective", default="elbo")
+    t.add_argument("--objective", default=None, help="default: the model's (elbo; enum for m2, m1+m2)")
+    t.add_argument("--labels", type=_positive_int, default=None,
+                   help="keep N training labels (class-balanced, seeded by --seed), hide the rest (semi-supervised)")
+    t.add_argument("--alpha", type=float, default=None,
+                   help="m2, m1+m2: weight of the classification term per data point (default 0.1, the paper's)")
+    t.add_argument("--m1-run", default=None, metavar="DIR", help="m1+m2: the trained M1 run whose features M2 models")
     t.add_argument("--data", default="mnist5k", help="a registered data set or a path to an .npz file")
     t.add_argument("--data-root", default=None, help="folder of downloadable data sets (default $ZOO_DATA or ./data)")
     t.add_argument("--binarize", choices=["dynamic", "static", "none"], default=None,
@@ -169,7 +174,7 @@ def cmd_train(args):
     if args.resume:
         config = rd.read_config(args.resume)
         given = {"model": args.model, "guide": args.guide}
-        defaults = {"model": "vae", "guide": "diagonal"}
+        defaults = {"model": "vae", "guide": None}
         for key, value in given.items():
             stored = config[key]["name"] if key == "model" else config[key]
             if value != defaults[key] and value != stored:
@@ -178,14 +183,21 @@ def cmd_train(args):
         state = train_run(config, args.resume, resume=True, progress=not args.no_progress)
         out = args.resume
     else:
+        from zoo.cli.semi_supervised import model_default
+
+        args.guide = args.guide or model_default(args.model, "guide", "diagonal")
+        args.objective = args.objective or model_default(args.model, "objective", "elbo")
         out = args.out or os.path.join("runs", f"{args.model}-{args.guide}-{os.path.basename(args.data)}".replace(":", ""))
         train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             beta=args.beta, warmup=args.warmup, patience=args.patience,
                             checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
         options = {"latent_dim": args.latent_dim, "hidden": list(args.hidden), "likelihood": args.likelihood,
-                   "activation": args.activation, "prior": args.prior, "sigma": args.sigma}
+                   "activation": args.activation, "prior": args.prior, "sigma": args.sigma,
+                   "alpha": args.alpha, "m1_run": args.m1_run}
         config = make_config(args.model, args.guide, args.objective, args.data, args.binarize, options, train,
                              device=args.device, root=args.data_root)
+        if args.labels:
+            config["data"]["labels"] = args.labels
         config["guide_options"] = dict(args.guide_option)
         state = train_run(config, out, progress=not args.no_progress)
     print(f"trained {state['epoch']} epochs (best validation loss {state['best_valid']:.3f} at epoch "
@@ -207,6 +219,9 @@ def print_eval(summary: dict, out=None):
         print(f"  {name:<18} {v['mean']:10.3f} +- {v['se']:.3f}", file=out)
     if summary.get("active_units") is not None:
         print(f"  {'active units':<18} {summary['active_units']:>10d} of {summary['latent_units']}", file=out)
+    if "test_error" in summary:
+        te = summary["test_error"]
+        print(f"  {'test error':<18} {100 * te['mean']:9.2f}% +- {100 * te['se']:.2f}", file=out)
     share = summary["psis"]["share_khat_above_0.7"]
     if share is not None:
         print(f"  {'PSIS k-hat > 0.7':<18} {100 * share:9.1f}% of points", file=out)
