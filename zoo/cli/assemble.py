@@ -55,6 +55,10 @@ def model_options(model_name: str, options: dict, data) -> dict:
     factory = MODELS.entry(model_name).factory
     accepted = inspect.signature(factory).parameters
     opts = {k: v for k, v in options.items() if k in accepted and v is not None}
+    if options.get("prior") not in (None, "standard") and "prior" not in accepted:
+        takers = [e.name for e in MODELS if "prior" in inspect.signature(e.factory).parameters]
+        raise ConfigError(f"model {model_name!r} has no swappable prior, so --prior {options['prior']} does not "
+                          f"apply; models that take one: {', '.join(takers)}")
     if opts.get("likelihood") == "auto":
         opts["likelihood"] = "bernoulli" if data.is_binary else "gaussian"
     if "num_classes" in accepted and data.num_classes is not None:
@@ -88,6 +92,9 @@ def build_components(config: dict, device: Optional[torch.device] = None, data=N
     objective = build_objective(config["objective"])
     model.to(device)
     guide.to(device)
+    for part in model.modules():  # parts that start from the data (the VampPrior's pseudo-inputs: training points)
+        if hasattr(part, "init_from_data"):
+            part.init_from_data(data.train.x)
     return Components(model, guide, objective, data, device, config)
 
 
