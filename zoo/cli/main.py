@@ -98,6 +98,8 @@ def build_parser():
     t.add_argument("--sigma", type=_positive_float, default=0.1, help="scale of a fixed Gaussian likelihood")
     t.add_argument("--prior", default="standard")
     t.add_argument("--latent-dim", type=_positive_int, default=20)
+    t.add_argument("--latent-dim1", type=_positive_int, default=None,
+                   help="size of the lower layer z1 of a hierarchical model (hvae; default: --latent-dim)")
     t.add_argument("--hidden", type=_hidden, default=(400,), help="comma-separated widths; 0 for a linear decoder")
     t.add_argument("--activation", default="relu")
     t.add_argument("--epochs", type=_positive_int, default=10)
@@ -193,7 +195,7 @@ def cmd_train(args):
                             checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
         options = {"latent_dim": args.latent_dim, "hidden": list(args.hidden), "likelihood": args.likelihood,
                    "activation": args.activation, "prior": args.prior, "sigma": args.sigma,
-                   "alpha": args.alpha, "m1_run": args.m1_run}
+                   "alpha": args.alpha, "m1_run": args.m1_run, "latent_dim1": args.latent_dim1}
         config = make_config(args.model, args.guide, args.objective, args.data, args.binarize, options, train,
                              device=args.device, root=args.data_root)
         if args.labels:
