@@ -12,6 +12,7 @@ from typing import NamedTuple
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.poutine.util import site_is_subsample
 
 
 class WeightTerms(NamedTuple):
@@ -49,7 +50,7 @@ def weight_terms(model, guide, x, y=None, num_particles: int = 1, max_plate_nest
     zeros = x.new_zeros(shape)
     log_obs, log_prior, log_q, latents = zeros, zeros, zeros, {}
     for name, site in model_trace.nodes.items():
-        if site["type"] != "sample":
+        if site["type"] != "sample" or site_is_subsample(site):
             continue
         lp = _site_log_prob(site, shape)
         if site["is_observed"]:
@@ -57,7 +58,7 @@ def weight_terms(model, guide, x, y=None, num_particles: int = 1, max_plate_nest
         else:
             log_prior = log_prior + lp
     for name, site in guide_trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"]:
+        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
             continue
         log_q = log_q + _site_log_prob(site, shape)
         latents[name] = site["value"]

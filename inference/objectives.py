@@ -1,8 +1,9 @@
 """Training objectives: each gives the negative bound summed over a mini-batch, in nats, as a differentiable tensor.
 
-* ``elbo`` -- the evidence lower bound E_q[log p(x, z) - log q(z|x)] through Pyro's ``TraceMeanField_ELBO``, which uses
-  the analytic KL(q || p) for every latent site where one is registered (diagonal Gaussian guide, standard normal
-  prior) and the Monte Carlo estimate elsewhere (flows, learned priors).
+* ``elbo`` -- the evidence lower bound E_q[log p(x, z) - log q(z|x)] with the analytic KL(q || p) for every latent site
+  where one is registered (diagonal Gaussian guide, standard normal prior) and the Monte Carlo estimate elsewhere
+  (flows, learned priors): Pyro's ``TraceMeanField_ELBO``, computed by the lean trace/replay loss of lean_elbo.py when
+  the guide is fully reparameterised (proved equal to it in the tests), by Pyro's own class otherwise.
 * ``iwae:K`` -- the importance-weighted bound of Burda, Grosse & Salakhutdinov 2016,
   L_K(x) = E[log (1/K) sum_k p(x, z_k) / q(z_k|x)], with the K particles vectorised in one pass; L_1 = ELBO and
   L_K increases with K towards log p(x). Written by hand (trace/replay under a particle plate) because Pyro's
@@ -10,12 +11,13 @@
 
 Every objective carries a KL weight (beta-VAE, KL warm-up) applied to latent sites only (see latent_scale.py).
 """
-import pyro
+import pyro.poutine as poutine
 import torch
 from pyro.infer import TraceMeanField_ELBO
 
 from inference.importance import log_mean_exp, weight_terms
 from inference.latent_scale import scale_latents
+from inference.lean_elbo import lean_elbo_loss, lean_supported
 from zoo.registry import Registry
 
 OBJECTIVES = Registry("objective")
@@ -54,7 +56,12 @@ class ELBO(Objective):
 
     def loss(self, model, guide, x, y=None):
         w = self.kl_weight
-        return self._elbo(model).differentiable_loss(scale_latents(model, w), scale_latents(guide, w), x, y)
+        m, g = scale_latents(model, w), scale_latents(guide, w)
+        if self.num_particles == 1:
+            guide_trace = poutine.trace(g).get_trace(x, y)
+            if lean_supported(guide_trace):
+                return lean_elbo_loss(m, g, x, y, guide_trace=guide_trace)
+        return self._elbo(model).differentiable_loss(m, g, x, y)
 
 
 @OBJECTIVES.register("iwae", arg="K", paper="Burda, Grosse & Salakhutdinov 2016",
