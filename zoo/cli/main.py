@@ -93,14 +93,21 @@ def build_parser():
     t.add_argument("--data", default="mnist5k", help="a registered data set or a path to an .npz file")
     t.add_argument("--data-root", default=None, help="folder of downloadable data sets (default $ZOO_DATA or ./data)")
     t.add_argument("--binarize", choices=["dynamic", "static", "none"], default=None,
-                   help="default: the data set's own (dynamic for MNIST-like pixels)")
+                   help="default: the model's (none for flow models) or the data set's own (dynamic for MNIST-like "
+                        "pixels)")
     t.add_argument("--likelihood", default="auto", help="bernoulli, gaussian, gaussian-learned or auto")
     t.add_argument("--sigma", type=_positive_float, default=0.1, help="scale of a fixed Gaussian likelihood")
     t.add_argument("--prior", default="standard")
     t.add_argument("--latent-dim", type=_positive_int, default=20)
     t.add_argument("--latent-dim1", type=_positive_int, default=None,
                    help="size of the lower layer z1 of a hierarchical model (hvae; default: --latent-dim)")
-    t.add_argument("--hidden", type=_hidden, default=(400,), help="comma-separated widths; 0 for a linear decoder")
+    t.add_argument("--hidden", type=_hidden, default=None,
+                   help="comma-separated widths; 0 for a linear decoder (default 400; flow models: their own; "
+                        "realnvp/glow on images: the first width is the conditioner's channels)")
+    t.add_argument("--flow-depth", type=_positive_int, default=None,
+                   help="flow models: coupling layers (nice, realnvp on vectors), MADE layers (maf), couplings per "
+                        "stage (realnvp on images), steps per level (glow)")
+    t.add_argument("--num-scales", type=_positive_int, default=None, help="realnvp/glow on images: multi-scale levels")
     t.add_argument("--activation", default="relu")
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--batch-size", type=_positive_int, default=128)
@@ -193,7 +200,10 @@ def cmd_train(args):
         train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             beta=args.beta, warmup=args.warmup, patience=args.patience,
                             checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
-        options = {"latent_dim": args.latent_dim, "hidden": list(args.hidden), "likelihood": args.likelihood,
+        hidden = args.hidden if args.hidden is not None else model_default(args.model, "hidden", (400,))
+        args.binarize = args.binarize or model_default(args.model, "binarize", None)  # flow models: none
+        options = {"latent_dim": args.latent_dim, "hidden": None if hidden is None else list(hidden),
+                   "flow_depth": args.flow_depth, "num_scales": args.num_scales, "likelihood": args.likelihood,
                    "activation": args.activation, "prior": args.prior, "sigma": args.sigma,
                    "alpha": args.alpha, "m1_run": args.m1_run, "latent_dim1": args.latent_dim1}
         config = make_config(args.model, args.guide, args.objective, args.data, args.binarize, options, train,
