@@ -95,8 +95,13 @@ def active_units(posterior_means: Optional[np.ndarray], threshold: float = ACTIV
     return int((var > threshold).sum()), int(var.shape[0])
 
 
-def summarize(samples: dict, num_samples: int, data_dim: int, pixels: bool) -> dict:
-    """The numbers of eval.json from :func:`importance_sample`'s per-point arrays."""
+def summarize(samples: dict, num_samples: int, data_dim: int, pixels: bool,
+              dequantization_bins: Optional[int] = None) -> dict:
+    """The numbers of eval.json from :func:`importance_sample`'s per-point arrays.
+
+    bits/dim = NLL / (D ln 2) for discrete (binary) pixel data; for a model of 8-bit data dequantized to [0, 1]
+    (``dequantization_bins=256``: the flow density models) the NLL is that of a density on [0, 1]^D and
+    bits/dim = NLL / (D ln 2) + log2(256), the 8-bit data's bits/dim (:func:`zoo.transforms.bits_per_dim`)."""
     nll = -samples["log_px"]
     khat = samples["khat"]
     au, au_of = active_units(samples["posterior_means"])
@@ -115,7 +120,9 @@ def summarize(samples: dict, num_samples: int, data_dim: int, pixels: bool) -> d
             "max_khat": float(finite_k.max()) if finite_k.size else None,
         },
     }
-    if pixels:
+    if pixels or dequantization_bins:
         to_bits = 1.0 / (data_dim * math.log(2.0))
-        summary["bits_per_dim"] = {"mean": summary["nll"]["mean"] * to_bits, "se": summary["nll"]["se"] * to_bits}
+        shift = math.log2(dequantization_bins) if dequantization_bins else 0.0
+        summary["bits_per_dim"] = {"mean": summary["nll"]["mean"] * to_bits + shift,
+                                   "se": summary["nll"]["se"] * to_bits}
     return summary
