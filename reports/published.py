@@ -311,6 +311,11 @@ def run_key(config: dict) -> Dict[str, object]:
         for where in (options, data, train):
             if key in where and where[key] is not None:
                 extra["labels"] = where[key]
+    info_labels = (data.get("info") or {}).get("labels")
+    if isinstance(info_labels, dict) and info_labels.get("labelled") is not None:
+        extra["labels"] = info_labels["labelled"]
+    if isinstance(extra.get("labels"), dict):
+        extra["labels"] = extra["labels"].get("labelled")
     return {
         "family": family, "layers": layers, "guide": guide,
         "guide_arg": int(guide_arg) if guide_arg and guide_arg.isdigit() else guide_arg,
@@ -361,6 +366,9 @@ def match(config: dict, summary: Optional[dict] = None, rows: Optional[List[Publ
     its evaluation ``summary``)."""
     rows = PUBLISHED if rows is None else rows
     key = run_key(config)
+    if key["binarize"] is None:  # the data set's default: the evaluation says which, MNIST-like pixels are dynamic
+        key["binarize"] = ((summary or {}).get("protocol") or {}).get("binarize") or (
+            "dynamic" if str(key["data"]).lower() in ("mnist", "omniglot") else None)
     keys, data_reason = data_keys(key["data"], key["binarize"])
     if not keys:
         return Match(reason=f"No published row matches: {data_reason}.")

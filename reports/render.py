@@ -12,10 +12,11 @@ h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #dd
 .meta { color: #666; font-size: 0.9em; }
 .notes { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.5em 1em; margin: 1em 0; }
 .protocol { background: #f4f7fb; border-left: 4px solid #4a7bbf; padding: 0.5em 1em; font-size: 0.92em; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; }
+table { border-collapse: collapse; font-size: 0.82em; margin: 0.8em 0; }
 th, td { border: 1px solid #d0d0d0; padding: 0.3em 0.5em; text-align: left; vertical-align: top; }
 th { background: #eef1f5; } tbody tr:nth-child(even) { background: #fafafa; }
 table.runs td { white-space: nowrap; } table.runs td:last-child { white-space: normal; min-width: 18em; }
+.scroll { overflow-x: auto; }
 .gallery { display: flex; flex-wrap: wrap; gap: 1em; }
 figure { margin: 0; max-width: 520px; } figure img { max-width: 100%; border: 1px solid #eee; image-rendering: pixelated; }
 figcaption { font-size: 0.85em; color: #444; }
@@ -71,7 +72,8 @@ def to_html(report) -> str:
     p.append("<h2>Results</h2>")
     p.append("<div class=\"protocol\" id=\"protocol\"><strong>Protocol.</strong> "
              + "<br>".join(_e(line) for line in report.protocol) + "</div>")
-    p.append(report.display.to_html(index=False, table_id="runs", classes="runs", border=0, escape=True))
+    p.append("<div class=\"scroll\">" + report.display.to_html(index=False, table_id="runs", classes="runs", border=0,
+                                                                escape=True) + "</div>")
 
     p.append("<h2>Published figures</h2>")
     p.append("<p>Papers' numbers from REFERENCES.md for the same experiment (model family, guide, prior, objective "
@@ -164,7 +166,8 @@ def to_markdown(report) -> str:
               ""]
         m += [f"- {n}" for n in s.notes] + ([""] if s.notes else [])
         for src, caption in s.figures:
-            m += [f"![{caption}]({src})", f"*{caption}*", ""]
+            alt = caption.replace("[", "(").replace("]", ")")
+            m += [f"![{alt}]({src})", f"*{_md_cell(caption)}*", ""]
         if s.importance:
             m += [f"Importance log-weights and k-hat per test point (arviz InferenceData, netCDF): "
                   f"[{s.importance}]({s.importance})", ""]
