@@ -73,3 +73,7 @@ def build_likelihood(name: str, data_dim: int, sigma: float = 0.1) -> nn.Module:
     if entry.name == "bernoulli":
         return BernoulliLikelihood()
     return LIKELIHOODS.build(name, data_dim, sigma=sigma)
+
+
+# 8-bit grey levels: discretized-logistic, discretized-mix-logistic:K (the module registers them here)
+from zoo import likelihoods_discretized  # noqa: E402,F401
