@@ -149,7 +149,8 @@ def test_bits_per_dim_through_evaluate_run(tmp_path):
     train_run(config, out, progress=False)
     summary = evaluate_run(out, num_samples=5, progress=False)
     comps = load_run(out, torch.device("cpu"))
-    lp = comps.model.log_prob(comps.data.test.x).double()
+    with torch.no_grad():
+        lp = comps.model.log_prob(comps.data.test.x).double()
     expected = float(bits_per_dim(lp, 16).mean())
     assert summary["bits_per_dim"]["mean"] == pytest.approx(expected, rel=1e-5)
     assert summary["bits_per_dim"]["mean"] == pytest.approx(summary["nll"]["mean"] / (16 * math.log(2)) + 8, rel=1e-9)
@@ -225,3 +226,25 @@ def test_glow_actnorm_is_initialised_from_the_first_training_batch():
     loss = build_objective("elbo").loss(model, EmptyGuide(model), images(32).float())
     assert torch.isfinite(loss)
     assert all(bool(m.initialized) for m in norms)
+
+
+def test_flow_figures_write_pngs(tmp_path):
+    from PIL import Image
+
+    from reports.flow_figures import density_grid, flow_figures, interpolation_strips, temperature_samples
+
+    toy, x = prepared("realnvp-vector")
+    toy.float()
+    pts = x.float()
+    paths = [temperature_samples(toy, pts, str(tmp_path / "t2d.png"), n=50),
+             density_grid(toy, pts, str(tmp_path / "d.png"), resolution=40)]
+    img, xi = prepared("glow")
+    img.float()
+    paths += [temperature_samples(img, xi.float(), str(tmp_path / "timg.png"), n=4),
+              interpolation_strips(img, xi.float(), str(tmp_path / "i.png"), pairs=2, steps=4)]
+    paths += flow_figures(img, xi.float(), str(tmp_path / "all"))
+    assert len(paths) == 6
+    for p in paths:
+        assert Image.open(p).size[0] > 50
+    with pytest.raises(ValueError):
+        density_grid(img, xi.float(), str(tmp_path / "no.png"))
