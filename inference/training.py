@@ -17,6 +17,7 @@ import pyro
 import torch
 
 from inference import checkpoint as ckpt
+from inference import distributed as ddp
 from inference import run_dir as rd
 
 
@@ -33,6 +34,7 @@ class TrainConfig:
     valid_batch_size: int = 500
     progress: bool = True
     validate: bool = False  # Pyro's argument validation (slow; tests turn it on)
+    precision: str = "fp32"  # "bf16": autocast the networks to bfloat16; log-densities stay float32
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -64,8 +66,24 @@ class Trainer:
         self.run_config = run_config or {}
         self.params = unique_parameters(model, guide)
         self.optimizer = make_optimizer(self.params, config.lr)
+        self.dist = ddp.current()
+        self.device = data.train.x.device
+        self.loss_module = ddp.wrap(model, guide, objective, self.dist, self.device)
+        if config.precision not in ("fp32", "bf16"):
+            from zoo.errors import ConfigError
+
+            raise ConfigError(f"--precision must be fp32 or bf16, got {config.precision!r}")
         n = len(data.train)
-        self.steps_per_epoch = math.ceil(n / config.batch_size)
+        self.global_batch = config.batch_size * self.dist.world_size
+        if self.dist.world_size > 1:  # equal shards on every rank: an incomplete last global batch is dropped
+            self.steps_per_epoch = n // self.global_batch
+            if self.steps_per_epoch == 0:
+                from zoo.errors import ConfigError
+
+                raise ConfigError(f"{n} training points cannot fill one global batch of {self.global_batch} "
+                                  f"({self.dist.world_size} processes x --batch-size {config.batch_size})")
+        else:
+            self.steps_per_epoch = math.ceil(n / config.batch_size)
         self.progress = {"epoch": 0, "step": 0, "global_step": 0, "best_valid": math.inf, "best_epoch": -1,
                          "bad_epochs": 0, "epoch_loss_sum": 0.0, "epoch_seconds": 0.0, "finished": False,
                          "stopped_early": False}
@@ -78,7 +96,7 @@ class Trainer:
         return c.beta * min(1.0, (epoch * self.steps_per_epoch + step + 1) / (c.warmup * self.steps_per_epoch))
 
     def _state(self) -> dict:
-        rng = {"torch": torch.get_rng_state()}
+        rng = {"torch": torch.get_rng_state(), "torch_ranks": ddp.gather_rng_states(self.dist)}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {"format": ckpt.FORMAT, "model_name": self.model_name, "config": self.run_config,
@@ -86,9 +104,13 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "rng": rng, "progress": dict(self.progress)}
 
     def save_checkpoint(self):
-        ckpt.save_atomic(self._state(), rd.path(self.run_dir, rd.CHECKPOINT))
+        state = self._state()  # a collective in distributed runs: every rank takes part
+        if self.dist.is_main:
+            ckpt.save_atomic(state, rd.path(self.run_dir, rd.CHECKPOINT))
 
     def save_best(self):
+        if not self.dist.is_main:
+            return
         ckpt.save_atomic({"format": ckpt.FORMAT, "model_name": self.model_name, "config": self.run_config,
                           "model": self.model.state_dict(), "guide": self.guide.state_dict(),
                           "epoch": self.progress["epoch"]}, rd.path(self.run_dir, rd.BEST))
@@ -98,7 +120,13 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.guide.load_state_dict(state["guide"])
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
+        ranks = state["rng"].get("torch_ranks") or [state["rng"]["torch"]]
+        if len(ranks) != self.dist.world_size:
+            from zoo.errors import RunDirError
+
+            raise RunDirError(f"this run was trained by {len(ranks)} processes; resume it with as many "
+                              f"(now {self.dist.world_size})")
+        torch.set_rng_state(ranks[self.dist.rank])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.progress.update(state["progress"])
@@ -113,24 +141,32 @@ class Trainer:
             for start in range(0, len(split), self.config.valid_batch_size):
                 xb = split.x[start:start + self.config.valid_batch_size]
                 yb = None if split.y is None else split.y[start:start + self.config.valid_batch_size]
-                total = total + self.objective.loss(self.model, self.guide, xb, yb)
+                with self._autocast():
+                    total = total + self.objective.loss(self.model, self.guide, xb, yb)
         finally:
             self.objective.kl_weight = saved
+        total = ddp.all_reduce_mean(torch.as_tensor(total, dtype=torch.float64, device=self.device), self.dist)
         return float(total) / len(split)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
 
     def fit(self, resume: bool = False, on_step: Optional[Callable[[int], None]] = None) -> dict:
         c = self.config
         pyro.enable_validation(c.validate)
+        main = self.dist.is_main
         if resume:
             self.load_checkpoint()
-            rd.truncate_metrics(self.run_dir, self.progress["epoch"])
+            if main:
+                rd.truncate_metrics(self.run_dir, self.progress["epoch"])
         else:
-            pyro.set_rng_seed(c.seed)
-            open(rd.path(self.run_dir, rd.METRICS), "w").close()
+            pyro.set_rng_seed(c.seed + self.dist.rank)  # each rank draws its own noise
+            if main:
+                open(rd.path(self.run_dir, rd.METRICS), "w").close()
         p = self.progress
         train = self.data.train
         device = train.x.device
-        bar = _progress_bar(c.progress, self.steps_per_epoch)
+        bar = _progress_bar(c.progress and main, self.steps_per_epoch)
         try:
             while not p["finished"] and p["epoch"] < c.epochs:
                 epoch = p["epoch"]
@@ -146,11 +182,12 @@ class Trainer:
                 self.guide.train()
                 display_every = max(1, self.steps_per_epoch // 20)
                 for step in range(p["step"], self.steps_per_epoch):
-                    idx = perm[step * c.batch_size:(step + 1) * c.batch_size]
+                    idx = ddp.shard(perm[step * self.global_batch:(step + 1) * self.global_batch], self.dist)
                     xb = x_epoch[idx]
                     yb = None if train.y is None else train.y[idx]
                     self.objective.kl_weight = self.kl_weight(epoch, step)
-                    loss = self.objective.loss(self.model, self.guide, xb, yb)
+                    with self._autocast():
+                        loss = self.loss_module(xb, yb)
                     self.optimizer.zero_grad(set_to_none=True)
                     (loss / idx.shape[0]).backward()
                     self.optimizer.step()
@@ -167,11 +204,13 @@ class Trainer:
                     if on_step is not None:
                         on_step(p["global_step"])
                 seconds = time.perf_counter() - t0
+                seen = min(self.steps_per_epoch * self.global_batch, len(train))
+                epoch_sum = ddp.all_reduce_mean(epoch_sum, self.dist) * self.dist.world_size
                 self.model.eval()
                 self.guide.eval()
                 t1 = time.perf_counter()
                 valid = self.validation_loss()
-                row = {"epoch": epoch, "train_loss": float(epoch_sum) / len(train), "valid_loss": valid,
+                row = {"epoch": epoch, "train_loss": float(epoch_sum) / seen, "valid_loss": valid,
                        "kl_weight": self.objective.kl_weight, "seconds": seconds,
                        "valid_seconds": time.perf_counter() - t1, "step": p["global_step"]}
                 warmed_up = c.warmup <= 0 or epoch + 1 >= c.warmup
@@ -183,7 +222,8 @@ class Trainer:
                     p["bad_epochs"] += 1
                 if bar is not None:
                     bar.set_postfix(loss=f"{row['train_loss']:.2f}", valid=f"{valid:.2f}")
-                rd.append_metrics(self.run_dir, row)
+                if main:
+                    rd.append_metrics(self.run_dir, row)
                 p.update(epoch=epoch + 1, step=0, epoch_loss_sum=0.0, epoch_seconds=0.0)
                 if c.patience is not None and p["bad_epochs"] >= c.patience:
                     p["finished"] = p["stopped_early"] = True

@@ -117,6 +117,10 @@ def build_parser():
     t.add_argument("--patience", type=_positive_int, default=None, help="early stopping patience in epochs")
     t.add_argument("--checkpoint-every", type=_nonneg_int, default=0, help="also checkpoint every N steps")
     t.add_argument("--seed", type=_nonneg_int, default=0)
+    t.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: autocast the networks to bfloat16 (log-densities stay float32)")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel training; launch with `torchrun --nproc_per_node N -m zoo train --distributed`")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--out", default=None, help="run directory (default runs/<model>-<guide>-<data>)")
     t.add_argument("--resume", metavar="DIR", default=None, help="continue the run in DIR from its last checkpoint")
@@ -180,8 +184,15 @@ def cmd_train(args):
     from inference.training import TrainConfig
     from zoo.cli.runs import make_config, train_run
 
+    if args.distributed:
+        from inference.distributed import init_from_env
+
+        _, device = init_from_env(args.device)
+        args.device = str(device)
     if args.resume:
         config = rd.read_config(args.resume)
+        if args.distributed:
+            config["device"] = args.device
         given = {"model": args.model, "guide": args.guide}
         defaults = {"model": "vae", "guide": None}
         for key, value in given.items():
@@ -199,7 +210,8 @@ def cmd_train(args):
         out = args.out or os.path.join("runs", f"{args.model}-{args.guide}-{os.path.basename(args.data)}".replace(":", ""))
         train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             beta=args.beta, warmup=args.warmup, patience=args.patience,
-                            checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+                            checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                            precision=args.precision)
         hidden = args.hidden if args.hidden is not None else model_default(args.model, "hidden", (400,))
         args.binarize = args.binarize or model_default(args.model, "binarize", None)  # flow models: none
         options = {"latent_dim": args.latent_dim, "hidden": None if hidden is None else list(hidden),
@@ -212,6 +224,10 @@ def cmd_train(args):
             config["data"]["labels"] = args.labels
         config["guide_options"] = dict(args.guide_option)
         state = train_run(config, out, progress=not args.no_progress)
+    from inference.distributed import current
+
+    if not current().is_main:
+        return 0
     print(f"trained {state['epoch']} epochs (best validation loss {state['best_valid']:.3f} at epoch "
           f"{state['best_epoch'] + 1}{', stopped early' if state['stopped_early'] else ''}); run directory: {out}")
     return 0

@@ -35,8 +35,10 @@ def train_run(config: dict, out: str, resume: bool = False, on_step=None, progre
     config["num_parameters"] = sum(p.numel() for p in unique_parameters(comps.model, comps.guide))
     config["data"]["info"] = {"train": len(data.train), "valid": len(data.valid), "test": len(data.test),
                               "dim": data.dim, "image_shape": data.image_shape, **data.info}
+    from inference.distributed import current
+
     os.makedirs(out, exist_ok=True)
-    if not resume:
+    if not resume and current().is_main:
         rd.write_json_atomic(config, rd.path(out, rd.CONFIG))
     trainer = Trainer(comps.model, comps.guide, comps.objective, data, train_cfg, out,
                       model_name=config["model"]["name"], run_config=json.loads(json.dumps(config)))
