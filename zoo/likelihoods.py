@@ -23,7 +23,7 @@ class BernoulliLikelihood(nn.Module):
     params_per_dim = 1
 
     def forward(self, out: torch.Tensor):
-        return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
+        return dist.Bernoulli(logits=out.float(), validate_args=False).to_event(1)  # fp32 log-densities under bf16
 
     def mean(self, out):
         return torch.sigmoid(out)
@@ -53,7 +53,7 @@ class GaussianLikelihood(nn.Module):
             self.register_buffer("log_sigma", log_sigma)
 
     def forward(self, out: torch.Tensor):
-        return dist.Normal(out, self.log_sigma.exp(), validate_args=False).to_event(1)
+        return dist.Normal(out.float(), self.log_sigma.exp(), validate_args=False).to_event(1)
 
     def mean(self, out):
         return out

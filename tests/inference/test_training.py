@@ -94,3 +94,25 @@ def test_warmup_ramps_the_kl_weight_linearly(tmp_path):
     assert t.kl_weight(3, 9) == pytest.approx(2.0) and t.kl_weight(7, 0) == pytest.approx(2.0)
     t.config = TrainConfig(beta=0.5, warmup=0)
     assert t.kl_weight(0, 0) == 0.5
+
+
+def test_bf16_autocast_keeps_log_densities_in_float32():
+    import pyro
+
+    from guides.base import build_guide
+    from inference.objectives import build_objective
+    from zoo.vae import VAE
+
+    torch.manual_seed(0)
+    model = VAE(64, latent_dim=4, hidden=(32,))
+    guide = build_guide("diagonal", model)
+    x = torch.bernoulli(torch.rand(256, 64))
+    pyro.set_rng_seed(1)
+    full = build_objective("elbo").loss(model, guide, x)
+    pyro.set_rng_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = build_objective("elbo").loss(model, guide, x)
+    assert half.dtype == torch.float32
+    assert abs(half.item() - full.item()) / abs(full.item()) < 0.02
+    half.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
