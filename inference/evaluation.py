@@ -45,13 +45,13 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
         xb = x[start:start + batch_size]
         yb = None if y is None else y[start:start + batch_size]
         chunk = _chunk_sizes(xb.shape[0], num_samples, x.shape[1] * enumeration_size(model), budget)
-        log_w, elbo_w, log_obs, kl, zsum = [], [], 0.0, 0.0, {}
+        log_w, elbo_sum, log_obs, kl, zsum = [], 0.0, 0.0, 0.0, {}
         done = 0
         while done < num_samples:
             k = min(chunk, num_samples - done)
             t = terms_fn(model, guide, xb, yb, k)
             log_w.append(t.log_w)
-            elbo_w.append(getattr(t, "elbo", t.log_w))
+            elbo_sum = elbo_sum + getattr(t, "elbo", t.log_w).double().sum(0)
             log_obs = log_obs + t.log_obs.sum(0)
             kl = kl + (t.log_q - t.log_prior).sum(0)
             for name, z in t.latents.items():
@@ -60,17 +60,16 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
             done += k
             if progress is not None:
                 progress.update(k * xb.shape[0])
-        log_w = torch.cat(log_w, dim=0).double()  # (K, b)
+        log_w = torch.cat(log_w, dim=0)  # (K, b) in the model's precision: memory ~ one chunk per batch of points
         if not bool(torch.isfinite(log_w).all()):
             bad = int((~torch.isfinite(log_w)).any(0).sum())
             raise FloatingPointError(f"{bad} test points have non-finite importance weights; the model or guide "
                                      "produced NaN/inf log-densities (nothing is dropped from the estimate)")
-        out["log_px"].append((torch.logsumexp(log_w, 0) - math.log(num_samples)).cpu())
-        out["elbo"].append(torch.cat(elbo_w, dim=0).double().mean(0).cpu())
+        out["log_px"].append((_logsumexp64(log_w) - math.log(num_samples)).cpu())
+        out["elbo"].append((elbo_sum / num_samples).cpu())
         out["recon"].append((log_obs / num_samples).double().cpu())
         out["kl"].append((kl / num_samples).double().cpu())
-        lw = log_w.T.cpu().numpy()
-        out["khat"].append(torch.from_numpy(pareto_khat(lw)) if num_samples >= 5 else torch.full((lw.shape[0],), float("nan"), dtype=torch.float64))
+        out["khat"].append(_khat(log_w))
         if zsum:
             means.append(torch.cat([zsum[k] / num_samples for k in sorted(zsum)], dim=-1).double().cpu())
         if keep_log_weights:
@@ -80,6 +79,19 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
     if keep_log_weights:
         result["log_weights"] = torch.cat(logw_all).numpy()
     return result
+
+
+def _logsumexp64(log_w: torch.Tensor, rows: int = 8) -> torch.Tensor:
+    """logsumexp over particles (dim 0) in float64, a few points at a time (bounded extra memory)."""
+    return torch.cat([torch.logsumexp(log_w[:, i:i + rows].double(), 0) for i in range(0, log_w.shape[1], rows)])
+
+
+def _khat(log_w: torch.Tensor, rows: int = 8) -> torch.Tensor:
+    """PSIS k-hat per point (column) of ``log_w`` (K, b), a few points at a time so arviz's float64 copies stay small."""
+    if log_w.shape[0] < 5:
+        return torch.full((log_w.shape[1],), float("nan"), dtype=torch.float64)
+    parts = [pareto_khat(log_w[:, i:i + rows].T.double().cpu().numpy()) for i in range(0, log_w.shape[1], rows)]
+    return torch.from_numpy(np.concatenate(parts))
 
 
 def mean_se(values: np.ndarray) -> dict:
