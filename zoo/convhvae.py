@@ -1,7 +1,7 @@
 """The convolutional two-layer hierarchical VAE of Tomczak & Welling 2018 ("VAE with a VampPrior", convHVAE columns).
 
     z2 ~ p(z2)                                  (``--prior``, the VampPrior included, on the top layer)
-    z1 | z2 ~ N(mu(z2), diag sigma(z2)^2)       (two gated dense layers, log-variance squashed to [-6, 2] as in the paper)
+    z1 | z2 ~ N(mu(z2), diag sigma(z2)^2)       (gated dense layers; log-variance squashed to [-6, 2], as in the paper)
     x | z1, z2 ~ p(x | g(z1, z2))               (``--likelihood``: Bernoulli, Gaussian, discretized logistic, ...)
 
 Image data only (``image_shape`` (C, H, W) from the data set; any H, W: 28x28 MNIST, 28x20 Frey faces, 8x8 digits).

@@ -10,8 +10,9 @@ s (``cond_channels`` x H x W) with the gated up-convolution decoder of :mod:`zoo
 (:class:`zoo.networks.masked_conv.PixelCNN`: a 7x7 mask-A layer, then 3x3 mask-B layers with residual connections,
 ``pixel_layers`` layers of ``pixel_hidden`` channels; every layer adds a 1x1 projection of s) emits the parameters of
 each pixel's conditional. Defaults are CPU-sized (4 layers of 32 channels, ``cond_channels`` 16); the VampPrior
-paper's PixelHVAE uses 8 masked layers of 64 channels (``pixel_layers=8, pixel_hidden=64``, Python options). The likelihood (``--likelihood``: Bernoulli for binary images, discretized logistic for 8-bit
-grey levels, Gaussian, ...) is applied per pixel to those parameters.
+paper's PixelHVAE uses 8 masked layers of 64 channels (``pixel_layers=8, pixel_hidden=64``, Python options).
+The likelihood (``--likelihood``: Bernoulli for binary images, discretized logistic for 8-bit grey levels, Gaussian,
+...) is applied per pixel to those parameters.
 
 * **Training and evaluation -- exact, one pass.** The observed x is the PixelCNN's input: the masked convolutions make
   the parameters at pixel i a function of x_<i (raster order) and of s only, so the likelihood's log-density of the

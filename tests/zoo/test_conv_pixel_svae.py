@@ -217,6 +217,7 @@ def test_every_new_model_prior_pair_trains_a_few_steps_or_is_refused_in_one_line
         loss.backward()
         opt.step()
         assert torch.isfinite(loss)
+    assert model.sample(2, x).shape == (2, 64)  # latents drawn from the prior (pixel models: x pixel by pixel)
 
 
 # ------------------------------------------------------------------------------------------------ svae and vmf
