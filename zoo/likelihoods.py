@@ -21,6 +21,7 @@ class BernoulliLikelihood(nn.Module):
     """p(x|z) = prod_d Bernoulli(x_d; sigmoid(f(z)_d)), for data in {0, 1}."""
 
     params_per_dim = 1
+    is_discrete = True  # a pmf: NLL / (D ln 2) is bits per dimension
 
     def forward(self, out: torch.Tensor):
         return dist.Bernoulli(logits=out.float(), validate_args=False).to_event(1)  # fp32 log-densities under bf16
@@ -41,6 +42,7 @@ class GaussianLikelihood(nn.Module):
     """p(x|z) = N(x; f(z), sigma^2 I), with sigma fixed (``learn_scale=False``) or a learned per-dimension scale."""
 
     params_per_dim = 1
+    is_discrete = False  # a density: its NLL is not a code length, no bits/dim
 
     def __init__(self, data_dim: int, sigma: float = 0.1, learn_scale: bool = False):
         super().__init__()

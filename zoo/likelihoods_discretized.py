@@ -56,6 +56,7 @@ class DiscretizedLogisticLikelihood(nn.Module):
     """p(x|z) = prod_d DL(x_d; mu_d(z), s_d(z)) over {0, 1/255, ..., 1}; see the module docstring."""
 
     params_per_dim = 2
+    is_discrete = True
 
     def __init__(self, data_dim: int, sigma: float = 0.1, num_bins: int = NUM_BINS):
         super().__init__()
@@ -80,6 +81,8 @@ class DiscretizedLogisticLikelihood(nn.Module):
                       summary="mixture of K discretized logistics per pixel (3K parameters); 8-bit data")
 class DiscretizedMixLogisticLikelihood(nn.Module):
     """p(x|z) = prod_d sum_k pi_dk DL(x_d; mu_dk, s_dk); see the module docstring."""
+
+    is_discrete = True
 
     def __init__(self, num_components: int, data_dim: int, sigma: float = 0.1, num_bins: int = NUM_BINS):
         super().__init__()

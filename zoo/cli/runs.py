@@ -74,8 +74,10 @@ def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", bat
         bar.close()
     metrics = rd.read_metrics(run_dir)
     bins = getattr(comps.model, "dequantization_bins", None)
-    summary = summarize(samples, num_samples, comps.data.dim, pixels=comps.data.image_shape is not None,
-                        dequantization_bins=bins)
+    # bits/dim only where the NLL is a code length: image data under a pmf likelihood (Bernoulli, discretized)
+    discrete = getattr(getattr(comps.model, "likelihood", None), "is_discrete", True)
+    summary = summarize(samples, num_samples, comps.data.dim,
+                        pixels=comps.data.image_shape is not None and discrete, dequantization_bins=bins)
     summary["protocol"] = {"num_samples": num_samples, "split": split, "num_points": len(data_split),
                            "binarize": comps.data.binarize, "data": comps.config["data"]["name"],
                            "weights": "best validation epoch", "estimator": "logsumexp_k log w_k - log K"}
