@@ -22,18 +22,18 @@ from zoo.cli.runs import make_config, train_run
 from zoo.data import load_dataset
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from reference_vae import train_reference  # noqa: E402
+from reference_vae import train_direct_flow, train_reference  # noqa: E402
 
 
-def zoo_config(epochs, batch_size, seed=0):
+def zoo_config(epochs, batch_size, seed=0, guide="diagonal"):
     train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, seed=seed, progress=False)
-    return make_config("vae", "diagonal", "elbo", "mnist5k", "dynamic",
+    return make_config("vae", guide, "elbo", "mnist5k", "dynamic",
                        {"latent_dim": 20, "hidden": [400], "likelihood": "bernoulli"}, train, device="cpu")
 
 
-def zoo_epoch_seconds(epochs, batch_size):
+def zoo_epoch_seconds(epochs, batch_size, guide="diagonal"):
     with tempfile.TemporaryDirectory() as out:
-        train_run(zoo_config(epochs, batch_size), out, progress=False)
+        train_run(zoo_config(epochs, batch_size, guide=guide), out, progress=False)
         import json
 
         return [json.loads(line)["seconds"] for line in open(f"{out}/metrics.jsonl")]
@@ -42,7 +42,9 @@ def zoo_epoch_seconds(epochs, batch_size):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--batch-sizes", default="128")
+    p.add_argument("--batch-sizes", default="32,128,512")
+    p.add_argument("--guides", default="diagonal,iaf:4", help="diagonal is measured against reference_vae.py's "
+                   "hand-written VAE, a flow guide against the same modules run without Pyro (direct_flow_loss)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--eval-samples", type=int, default=5000)
     p.add_argument("--eval-points", type=int, default=100)
@@ -52,14 +54,18 @@ def main():
     data = load_dataset("mnist5k", binarize="dynamic", seed=0)
 
     print(f"training speed, mnist5k (4000 points), MLP 784-400-20, CPU threads {torch.get_num_threads()}")
-    print(f"{'batch':>6} {'zoo ms/epoch':>13} {'hand ms/epoch':>14} {'ratio':>7}")
-    for bs in [int(b) for b in args.batch_sizes.split(",")]:
-        zoo, ref = [], []
-        for _ in range(args.repeats):  # interleaved
-            zoo += zoo_epoch_seconds(args.epochs, bs)[1:]
-            ref += train_reference(data, args.epochs, batch_size=bs)[1][1:]
-        z, r = 1000 * statistics.median(zoo), 1000 * statistics.median(ref)
-        print(f"{bs:>6} {z:>13.1f} {r:>14.1f} {z / r:>7.3f}")
+    print(f"{'guide':<10} {'batch':>6} {'zoo ms/epoch':>13} {'hand ms/epoch':>14} {'ratio':>7}")
+    for guide in args.guides.split(","):
+        for bs in [int(b) for b in args.batch_sizes.split(",")]:
+            zoo, ref = [], []
+            for _ in range(args.repeats):  # interleaved
+                zoo += zoo_epoch_seconds(args.epochs, bs, guide)[1:]
+                if guide == "diagonal":
+                    ref += train_reference(data, args.epochs, batch_size=bs)[1][1:]
+                else:
+                    ref += train_direct_flow(data, guide, args.epochs, batch_size=bs)[1][1:]
+            z, r = 1000 * statistics.median(zoo), 1000 * statistics.median(ref)
+            print(f"{guide:<10} {bs:>6} {z:>13.1f} {r:>14.1f} {z / r:>7.3f}", flush=True)
 
     print(f"\nevaluation throughput at K={args.eval_samples} on {args.eval_points} test points")
     comps = build_components(zoo_config(1, 128), torch.device("cpu"), data=data)
