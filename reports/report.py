@@ -87,6 +87,13 @@ def _attempt(section: RunSection, what: str, fn: Callable, log):
         return None
 
 
+def _latent_names(model):
+    try:
+        return [s.name for s in model.latent_sites()]
+    except Exception:  # noqa: BLE001 - a model outside the contract: assume it has latents
+        return ["?"]
+
+
 def _evaluate(run_dir: str, name: str, samples: int, reevaluate: bool, device, progress, log):
     from zoo.cli import runs as zoo_runs  # looked up at call time (tests replace evaluate_run)
 
@@ -97,7 +104,8 @@ def _evaluate(run_dir: str, name: str, samples: int, reevaluate: bool, device, p
         return zoo_runs.evaluate_run(run_dir, samples, device=device, progress=progress), True, notes
     proto = summary.get("protocol") or {}
     k = proto.get("num_samples")
-    if k != samples:
+    exact = str(proto.get("estimator", "")).startswith("exact")  # no latents: K does not apply
+    if k != samples and not exact:
         notes.append(f"The cached evaluation of {name} used K={k} importance samples, not the K={samples} asked for; "
                      f"its numbers are shown with K={k}. Run `zoo report --reevaluate --samples {samples}` to "
                      f"re-evaluate it with K={samples}.")
@@ -117,38 +125,40 @@ def _run_figures(section: RunSection, out_dir: str, points: Optional[dict], devi
     rel = lambda f: f"{section.name}/{f}"  # noqa: E731
     path = lambda f: os.path.join(out_dir, section.name, f)  # noqa: E731
     K = (section.summary.get("protocol") or {}).get("num_samples")
-    info = (section.config.get("data") or {}).get("info") or {}
-    image_shape = info.get("image_shape")
 
     comps = _attempt(section, "the model (for samples, reconstructions and interpolations)",
                      lambda: load_run(section.run_dir, resolve_device(device or "auto")), log)
-    if comps is not None:
-        image_shape = comps.data.image_shape
-    if comps is not None and image_shape is None:
-        section.notes.append("The data are not images (vectors of dimension "
-                             f"{comps.data.dim}), so samples, reconstructions and interpolations are not drawn.")
+    has_latents = comps is None or bool(_latent_names(comps.model))
+    if comps is not None and not has_latents:
+        section.notes.append("The model has no latent variables: reconstructions, interpolations and the latent space "
+                             "do not apply.")
+    if comps is not None and comps.data.image_shape is None:
+        section.notes.append(f"The data are not images (vectors of dimension {comps.data.dim}), so samples, "
+                             "reconstructions and interpolations are not drawn.")
     elif comps is not None:
-        shape = tuple(image_shape)
-        test = comps.data.test
+        shape, test = tuple(comps.data.image_shape), comps.data.test
         if _attempt(section, "samples", lambda: figures.samples_figure(comps.model, test.x, shape,
                                                                        path("samples.png")), log):
-            section.figures.append((rel("samples.png"), "Samples: E[x|z], z ~ p(z)"))
-        chosen = torch.linspace(0, len(test) - 1, min(32, len(test))).round().long().to(test.x.device)
-        if _attempt(section, "reconstructions", lambda: figures.reconstructions_figure(
-                comps.model, comps.guide, test.x[chosen], shape, path("reconstructions.png")), log):
-            section.figures.append((rel("reconstructions.png"),
-                                    "Test points spread over the test split (odd rows) and their reconstructions E[x|z], z ~ q(z|x) (even rows)"))
-        site, why = figures.single_latent_site(comps.model)
-        if site is None:
-            section.notes.append(f"Interpolations: not available ({why}).")
-        elif points is None or points.get("posterior_means") is None:
-            section.notes.append("Interpolations: not available (no posterior means in eval_points.pt).")
-        elif _attempt(section, "interpolations", lambda: figures.interpolation_figure(
-                comps.model, site, points["posterior_means"], points.get("labels"), shape, comps.data.dim, test.x,
-                path("interpolations.png")), log):
-            section.figures.append((rel("interpolations.png"),
-                                    f"Interpolations: linear in {site} between the posterior means of two test "
-                                    "points (one pair per row), decoded"))
+            section.figures.append((rel("samples.png"), "Samples from the model" + (
+                ": E[x|z], z ~ p(z)" if has_latents else "")))
+        if has_latents:
+            chosen = torch.linspace(0, len(test) - 1, min(32, len(test))).round().long().to(test.x.device)
+            if _attempt(section, "reconstructions", lambda: figures.reconstructions_figure(
+                    comps.model, comps.guide, test.x[chosen], shape, path("reconstructions.png")), log):
+                section.figures.append((rel("reconstructions.png"),
+                                        "Test points spread over the test split (odd rows) and their reconstructions "
+                                        "E[x|z], z ~ q(z|x) (even rows)"))
+            site, why = figures.single_latent_site(comps.model)
+            if site is None:
+                section.notes.append(f"Interpolations: not available ({why}).")
+            elif points is None or points.get("posterior_means") is None:
+                section.notes.append("Interpolations: not available (no posterior means in eval_points.pt).")
+            elif _attempt(section, "interpolations", lambda: figures.interpolation_figure(
+                    comps.model, site, points["posterior_means"], points.get("labels"), shape, comps.data.dim,
+                    test.x, path("interpolations.png")), log):
+                section.figures.append((rel("interpolations.png"),
+                                        f"Interpolations: linear in {site} between the posterior means of two test "
+                                        "points (one pair per row), decoded"))
 
     if points is None:
         section.notes.append("eval_points.pt is missing, so the per-point figures (latent space, NLL, k-hat) and the "
@@ -161,11 +171,13 @@ def _run_figures(section: RunSection, out_dir: str, points: Optional[dict], devi
             how = "directly" if means.shape[1] <= 2 else "as a PCA projection"
             section.figures.append((rel("latent.png"), f"Test set in latent space (E[z|x]) {how}, coloured by label"
                                     if points.get("labels") is not None else f"Test set in latent space {how}"))
-    else:
+    elif has_latents:
         section.notes.append("Latent space: not available (no continuous latent means in eval_points.pt).")
     if _attempt(section, "NLL histogram", lambda: figures.nll_hist_figure(-points["log_px"], K, path("nll.png")), log):
         section.figures.append((rel("nll.png"), f"Per-point NLL on the test split (K={K})"))
-    if _attempt(section, "k-hat histogram", lambda: figures.khat_figure(points["khat"], path("khat.png")), log):
+    if not np.isfinite(points["khat"]).any():
+        section.notes.append(f"PSIS k-hat is not defined for this evaluation (K={K}), so it is not drawn.")
+    elif _attempt(section, "k-hat histogram", lambda: figures.khat_figure(points["khat"], path("khat.png")), log):
         section.figures.append((rel("khat.png"), "PSIS k-hat per test point, thresholds 0.5 and 0.7"))
     if points.get("log_weights") is None:
         section.notes.append("The evaluation kept no log-weights, so importance.nc is not written.")
@@ -187,9 +199,20 @@ def build_report(run_dirs: List[str], out: str, samples: int = 5000, title: Opti
     os.makedirs(out, exist_ok=True)
     names = _unique_names(run_dirs)
     sections, warnings, records = [], [], []
+    from zoo.errors import ZooError
+
+    failed = []
     for run_dir, name in zip(run_dirs, names):
-        config = rd.read_config(run_dir)
-        summary, evaluated, notes = _evaluate(run_dir, name, samples, reevaluate, device, progress, log)
+        try:
+            config = rd.read_config(run_dir)
+            summary, evaluated, notes = _evaluate(run_dir, name, samples, reevaluate, device, progress, log)
+        except ZooError as e:  # one broken run does not sink the report of the others; the page says so
+            if len(run_dirs) == 1:
+                raise
+            failed.append(e)
+            warnings.append(f"{run_dir} is left out of this report: {str(e).splitlines()[0]}")
+            log(f"zoo report: warning: {warnings[-1]}", file=sys.stderr)
+            continue
         warnings += notes
         metrics = rd.read_metrics(run_dir)
         section = RunSection(name, run_dir, config, summary, metrics, published.match(config, summary),
@@ -199,6 +222,8 @@ def build_report(run_dirs: List[str], out: str, samples: int = 5000, title: Opti
         sections.append(section)
         records.append(run_record(name, config, summary, metrics, section.match))
 
+    if not sections:
+        raise failed[0]
     table = build_table(records)
     curves = "curves.png"
     if not figures.curves_figure({s.name: s.metrics for s in sections}, os.path.join(out, curves)):

@@ -17,6 +17,11 @@ def _data_name(config: dict) -> str:
     return str((config.get("data") or {}).get("name"))
 
 
+def is_exact(summary: dict) -> bool:
+    """True for models without latent variables, whose evaluation is the exact log-likelihood (K does not apply)."""
+    return str((summary.get("protocol") or {}).get("estimator", "")).startswith("exact")
+
+
 def run_record(name: str, config: dict, summary: dict, metrics: List[dict], match=None) -> dict:
     """The numbers of one run, as plain values (the DataFrame's row)."""
     options = (config.get("model") or {}).get("options") or {}
@@ -36,14 +41,16 @@ def run_record(name: str, config: dict, summary: dict, metrics: List[dict], matc
         "run": name,
         "model": (config.get("model") or {}).get("name"),
         "guide": config.get("guide"),
-        "prior": options.get("prior", "standard"),
+        "prior": options.get("prior") or "-",
         "objective": config.get("objective") + (f" (beta={train['beta']:g})" if train.get("beta", 1.0) != 1.0 else ""),
         "data": _data_name(config),
         "binarize": (config.get("data") or {}).get("binarize") or proto.get("binarize"),
         "epochs": epochs,
         "best_epoch": None if summary.get("best_epoch") is None else summary["best_epoch"] + 1,
         "neg_elbo": neg_elbo, "neg_elbo_se": neg_elbo_se,
-        "nll": nll, "nll_se": nll_se, "K": proto.get("num_samples"),
+        "nll": nll, "nll_se": nll_se, "K": None if is_exact(summary) else proto.get("num_samples"),
+        "exact": is_exact(summary),
+        "test_error": _mean(summary, "test_error")[0], "test_error_se": _mean(summary, "test_error")[1],
         "kl": kl, "kl_se": kl_se,
         "neg_recon": -recon, "neg_recon_se": recon_se,
         "active_units": summary.get("active_units"), "latent_units": summary.get("latent_units"),
@@ -82,14 +89,21 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _ks(df: pd.DataFrame):
+    return sorted({int(k) for k in df["K"].dropna()}) if len(df) else []
+
+
 def nll_header(df: pd.DataFrame) -> str:
-    ks = sorted({int(k) for k in df["K"].dropna()}) if len(df) else []
+    ks = _ks(df)
+    if not ks:
+        return "NLL (exact)" if len(df) else "NLL"
     return f"NLL (K={ks[0]})" if len(ks) == 1 else "NLL (K per row)"
 
 
 def display_table(df: pd.DataFrame) -> pd.DataFrame:
     """The table as people read it: mean ± se strings and readable headers."""
-    uniform_k = len({k for k in df["K"].dropna()}) <= 1 if len(df) else True
+    uniform_k = len(_ks(df)) <= 1
+    classifier = len(df) and df["test_error"].notna().any()
     rows = []
     for _, r in df.iterrows():
         row = {
@@ -97,13 +111,16 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
             "objective": r["objective"], "data (binarization)": f"{r['data']} ({r['binarize']})",
             "epochs": f"{int(r['epochs'])}" + (f" (best {int(r['best_epoch'])})" if pd.notna(r["best_epoch"]) else ""),
             "test \u2212ELBO": _pm(r["neg_elbo"], r["neg_elbo_se"]),
-            nll_header(df): _pm(r["nll"], r["nll_se"]) + ("" if uniform_k else f" (K={int(r['K'])})"),
+            nll_header(df): _pm(r["nll"], r["nll_se"]) + (
+                " (exact)" if r["exact"] and _ks(df) else "" if uniform_k or r["exact"] else f" (K={int(r['K'])})"),
             "KL": _pm(r["kl"], r["kl_se"]),
             "\u2212reconstruction": _pm(r["neg_recon"], r["neg_recon_se"]),
             "active units": "-" if pd.isna(r["active_units"]) else f"{int(r['active_units'])} of {int(r['latent_units'])}",
             "k-hat > 0.7": "-" if pd.isna(r["khat_above_0.7"]) else f"{100 * r['khat_above_0.7']:.1f}%",
             "bits/dim": _pm(r["bits_per_dim"], r["bits_per_dim_se"], 4),
             "training time": _duration(r["train_seconds"]),
+            **({"test error": "-" if pd.isna(r["test_error"]) else
+                f"{100 * r['test_error']:.2f}% ± {100 * r['test_error_se']:.2f}"} if classifier else {}),
             "parameters": "-" if pd.isna(r["num_parameters"]) else f"{int(r['num_parameters']):,}",
             "published (paper)": r["published"],
         }
@@ -115,22 +132,28 @@ def protocol_lines(df: pd.DataFrame) -> List[str]:
     """The evaluation protocol, stated once when the runs share it, per run where they differ."""
     if not len(df):
         return ["no runs"]
-    keys = ["K", "split", "num_points", "data", "binarize"]
+    keys = ["split", "num_points", "data", "binarize"]
     shared = {k: set(df[k].tolist()) for k in keys}
+    ks = _ks(df)
+    exact = df[df["exact"]]["run"].tolist()
+    estimator = (f"NLL = importance-sampled -log p(x) with K={ks[0]} samples per point (logsumexp over k of log w_k, "
+                 "minus log K)" if len(ks) == 1 else "NLL = importance-sampled -log p(x)" if ks else "")
     lines = []
-    if all(len(v) == 1 for v in shared.values()):
+    if all(len(v) == 1 for v in shared.values()) and len(ks) <= 1:
         r = df.iloc[0]
         lines.append(f"{r['split']} split of {r['data']} ({int(r['num_points'])} points), binarization "
-                     f"{r['binarize']}; NLL = importance-sampled -log p(x) with K={int(r['K'])} samples per point "
-                     "(logsumexp over k of log w_k, minus log K).")
+                     f"{r['binarize']}" + (f"; {estimator}." if estimator else "."))
     else:
-        differ = [k for k in keys if len(shared[k]) > 1]
-        lines.append("The runs were NOT evaluated under one protocol (they differ in "
-                     f"{', '.join('K' if k == 'K' else k.replace('num_points', 'number of test points') for k in differ)}); "
+        differ = [k.replace("num_points", "number of test points") for k in keys if len(shared[k]) > 1]
+        differ += ["K"] if len(ks) > 1 else []
+        lines.append(f"The runs were NOT evaluated under one protocol (they differ in {', '.join(differ)}); "
                      "compare their rows with care:")
         for _, r in df.iterrows():
             lines.append(f"{r['run']}: {r['split']} split of {r['data']} ({int(r['num_points'])} points), binarization "
-                         f"{r['binarize']}, K={int(r['K'])}")
+                         f"{r['binarize']}, " + ("exact log-likelihood" if r["exact"] else f"K={int(r['K'])}"))
+    if exact:
+        lines.append(f"Models without latent variables ({', '.join(exact)}): NLL is the exact -log p(x); K, KL, "
+                     "k-hat and active units do not apply.")
     lines.append("Weights of the best validation epoch. -ELBO, KL(q||p) and the reconstruction term E_q[log p(x|z)] "
                  "are averages over the same K samples; every figure is a mean over test points ± its standard "
                  "error. k-hat: PSIS Pareto shape of each point's K log-weights (share of points above 0.7, where the "

@@ -309,7 +309,7 @@ def test_non_image_data_skip_image_figures_with_a_note(tmp_path):
                  "--latent-dim", "2", "--hidden", "8", "--likelihood", "gaussian", "--no-progress"]) == 0
     from reports.report import build_report
 
-    report = build_report([run], str(tmp_path / "r"), samples=10, device="cpu", progress=False)
+    report = build_report([run], str(tmp_path / "r"), samples=30, device="cpu", progress=False)
     notes = " ".join(report.runs[0].notes)
     assert "not images" in notes
     names = {os.path.basename(src) for src, _ in report.runs[0].figures}
@@ -321,3 +321,22 @@ def test_report_of_a_missing_run_is_one_line_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nosuch"), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("zoo: error:") and "does not exist" in err[0]
+
+
+def test_exact_likelihood_rows_are_not_mixed_with_importance_sampled_ones():
+    from reports.table import build_table, display_table, protocol_lines, run_record
+
+    def ev(nll, estimator, k):
+        v = {"mean": nll, "se": 0.1}
+        return {"nll": v, "neg_elbo": v, "kl": {"mean": 0.0, "se": 0.0}, "recon": {"mean": -nll, "se": 0.1},
+                "psis": {}, "protocol": {"num_samples": k, "split": "test", "num_points": 10, "data": "mnist",
+                                         "binarize": "none", "estimator": estimator}}
+
+    flow = run_record("flow", _config(model="realnvp", guide="none", objective="mle", binarize="none"),
+                      ev(80.0, "exact log-likelihood (model without latent variables, K = 1)", 1), [])
+    vae = run_record("vae", _config(binarize="none"), ev(90.0, "logsumexp_k log w_k - log K", 50), [])
+    df = build_table([vae, flow])
+    shown = display_table(df)
+    assert list(shown["run"]) == ["flow", "vae"]
+    assert list(shown["NLL (K=50)"]) == ["80.00 ± 0.10 (exact)", "90.00 ± 0.10"]
+    assert any("exact -log p(x)" in line and "flow" in line for line in protocol_lines(df))
