@@ -36,6 +36,9 @@ class FrozenM1(nn.Module):
         self.latent_dim = latent_dim
         self.requires_grad_(False)
 
+    def train(self, mode: bool = True):  # always in eval mode: frozen (and no param-store warnings while training)
+        return super().train(False)
+
     def features(self, x):
         return self.head(self.encoder(x))[..., :self.latent_dim]
 
@@ -57,7 +60,7 @@ class FeatureMap(nn.Module):
 
 @MODELS.register("m1+m2", paper="Kingma, Rezende, Mohamed & Welling 2014 (M1+M2)",
                  summary="M2 on the posterior means of a trained M1 (--m1-run DIR)",
-                 guide="semi-supervised", objective="enum", discrete_latents=True)
+                 guide="semi-supervised", objective="enum", discrete_latents=True, label_repeat="auto")
 class M1M2(M2):
     """M2 on a frozen M1's features; see the module docstring."""
 

@@ -86,7 +86,7 @@ def onehot_cat(z: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tens
 @MODELS.register("m2", paper="Kingma, Rezende, Mohamed & Welling 2014 (M2)",
                  summary="semi-supervised: y ~ Cat(1/C), z ~ N(0, I), x ~ p(x | MLP([z, onehot y])); "
                          "needs guide semi-supervised, objective enum or iwae-enum:K",
-                 guide="semi-supervised", objective="enum", discrete_latents=True)
+                 guide="semi-supervised", objective="enum", discrete_latents=True, label_repeat="auto")
 class M2(ZooModel):
     """Kingma et al.'s M2; see the module docstring for the model and how labelled and unlabelled points mix."""
 

@@ -78,7 +78,8 @@ def prepare_components(config: dict, comps, resume: bool = False):
     if n:
         from zoo.data.labels import mask_labels
 
-        comps.data = mask_labels(comps.data, int(n), seed=int(config["train"]["seed"]))
+        comps.data = mask_labels(comps.data, int(n), seed=int(config["train"]["seed"]),
+                                 repeat=config["data"].get("label_repeat", 1))
     if config["model"]["name"] == "m1+m2" and not resume:
         from zoo.cli.assemble import load_run
 

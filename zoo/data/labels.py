@@ -42,8 +42,19 @@ def balanced_label_subset(labels, n: int, num_classes: int, seed: int = 0) -> np
     return np.sort(np.concatenate(chosen))
 
 
-def mask_labels(data, n: int, seed: int = 0):
-    """A copy of the :class:`~zoo.data.base.Dataset` ``data`` that keeps ``n`` training labels (see module doc)."""
+def auto_repeat(n_labelled: int, n_train: int, share: float = 0.2) -> int:
+    """How many copies of each labelled point make them about ``share`` of the training split (at least 1)."""
+    n_unlabelled = max(n_train - n_labelled, 0)
+    return max(1, round(share / (1.0 - share) * n_unlabelled / max(n_labelled, 1)))
+
+
+def mask_labels(data, n: int, seed: int = 0, repeat=1):
+    """A copy of the :class:`~zoo.data.base.Dataset` ``data`` that keeps ``n`` training labels (see module doc).
+
+    ``repeat`` > 1 appends ``repeat - 1`` more copies of every labelled point (x and label) to the training split, so
+    that a mini-batch holds more of them: with 100 labels among 4000 points a batch of 128 would hold 3 on average,
+    and the labelled terms would be seen once per epoch. ``repeat="auto"`` makes them about 20 % of the split
+    (:func:`auto_repeat`). Copies are binarized independently under dynamic binarization."""
     from zoo.data.base import Split
 
     if data.train.y is None or data.num_classes is None:
@@ -54,11 +65,20 @@ def mask_labels(data, n: int, seed: int = 0):
     masked = torch.full_like(y, UNLABELLED)
     masked[keep_t] = y[keep_t]
     valid = data.valid if data.valid.y is None else Split(data.valid.x, torch.full_like(data.valid.y, UNLABELLED))
+    if repeat == "auto":
+        repeat = auto_repeat(n, len(y))
+    repeat = int(repeat)
+    if repeat < 1:
+        raise ConfigError(f"--label-repeat must be a positive integer or auto, got {repeat}")
+    train = Split(data.train.x, masked)
+    if repeat > 1:
+        extra_x = data.train.x[keep_t].repeat(repeat - 1, 1)
+        train = Split(torch.cat([data.train.x, extra_x]), torch.cat([masked, y[keep_t].repeat(repeat - 1)]))
     per_class = np.bincount(y.cpu().numpy()[keep], minlength=data.num_classes).tolist()
     info = dict(data.info)
     info["labels"] = {"labelled": int(n), "unlabelled": int(len(y) - n), "per_class": per_class, "seed": int(seed),
-                      "validation_labels": "hidden"}
-    return dataclasses.replace(data, train=Split(data.train.x, masked), valid=valid, info=info)
+                      "copies_of_each_labelled_point": repeat, "validation_labels": "hidden"}
+    return dataclasses.replace(data, train=train, valid=valid, info=info)
 
 
 def labelled_mask(y: torch.Tensor) -> torch.Tensor:
