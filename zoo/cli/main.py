@@ -73,6 +73,11 @@ def _key_value(text):
     return key.strip(), (parts if "," in value else parts[0])
 
 
+def _label_repeat(text):
+    """``auto`` or a positive integer (``--label-repeat``)."""
+    return text if text == "auto" else _positive_int(text)
+
+
 def build_parser():
     p = _Parser(prog="zoo", description="A zoo of deep generative models in Pyro: train, evaluate, report.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -90,6 +95,9 @@ def build_parser():
     t.add_argument("--alpha", type=float, default=None,
                    help="m2, m1+m2: weight of the classification term per data point (default 0.1, the paper's)")
     t.add_argument("--m1-run", default=None, metavar="DIR", help="m1+m2: the trained M1 run whose features M2 models")
+    t.add_argument("--label-repeat", type=_label_repeat, default=None, metavar="R|auto",
+                   help="with --labels: R copies of each labelled point in the training split (default: the "
+                        "model's; auto for m2, m1+m2: labelled points make about 20%% of the split)")
     t.add_argument("--data", default="mnist5k", help="a registered data set or a path to an .npz file")
     t.add_argument("--data-root", default=None, help="folder of downloadable data sets (default $ZOO_DATA or ./data)")
     t.add_argument("--binarize", choices=["dynamic", "static", "none"], default=None,
@@ -222,6 +230,7 @@ def cmd_train(args):
                              device=args.device, root=args.data_root)
         if args.labels:
             config["data"]["labels"] = args.labels
+            config["data"]["label_repeat"] = args.label_repeat or model_default(args.model, "label_repeat", 1)
         config["guide_options"] = dict(args.guide_option)
         state = train_run(config, out, progress=not args.no_progress)
     from inference.distributed import current
