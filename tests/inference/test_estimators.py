@@ -1,6 +1,8 @@
 """The estimators against exact values: a linear-Gaussian VAE has log p(x) = log N(x; b, W W^T + s^2 I)."""
 import math
 
+import numpy as np
+
 import pyro
 import pytest
 import torch
@@ -119,3 +121,23 @@ def test_kl_weight_scales_only_the_latent_terms():
     recon, kl = losses[0.0], losses[1.0] - losses[0.0]
     assert kl > 0
     assert losses[3.0] == pytest.approx(recon + 3 * kl, rel=1e-5)
+
+
+def test_psis_khat_is_small_when_the_guide_is_close_to_the_posterior(trained_linear):
+    """PSIS wiring: a near-exact guide (linear-Gaussian model) gives light-tailed weights, k-hat < 0.5; a guide
+    whose scale is shrunk tenfold gives heavy-tailed weights and k-hat > 0.7 (Vehtari et al.)."""
+    model, guide, data = trained_linear
+    x = data.test.x[:40]
+    torch.manual_seed(4)
+    good = importance_sample(model, guide, x, num_samples=2000, batch_size=40)["khat"]
+    head = guide.gaussian.heads["z"]
+    saved = head.bias.detach().clone()
+    with torch.no_grad():  # softplus(raw) -> much smaller scales: q far too narrow
+        head.bias[2:] -= 6.0
+    try:
+        bad = importance_sample(model, guide, x, num_samples=2000, batch_size=40)["khat"]
+    finally:
+        with torch.no_grad():
+            head.bias.copy_(saved)
+    assert np.median(good) < 0.5 and (good < 0.7).mean() > 0.9
+    assert np.median(bad) > 0.7 and (bad > 0.7).mean() > 0.75
