@@ -151,12 +151,19 @@ def mixture_of_components(q) -> TorchDistribution:
 # ------------------------------------------------------------------------------------------------ priors
 
 
+def _positive_count(value, spec: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"prior {spec}:{value}: K must be a positive integer, e.g. {spec}:4")
+    return value
+
+
 @PRIORS.register("mog", arg="K", summary="learned mixture of K diagonal Gaussians (weights, means, scales)")
 class MixtureOfGaussiansPrior(nn.Module):
     """p(z) = sum_k softmax(a)_k N(z; mu_k, diag exp(2 log s_k)), all learned."""
 
     def __init__(self, num_components: int, dim: int):
         super().__init__()
+        num_components = _positive_count(num_components, "mog")
         self.dim, self.num_components = dim, num_components
         self.logits = nn.Parameter(torch.zeros(num_components))
         self.loc = nn.Parameter(torch.randn(num_components, dim))
@@ -184,6 +191,7 @@ class VampPrior(nn.Module):
 
     def __init__(self, num_components: int, dim: int, data_dim: int, site: Optional[str] = None):
         super().__init__()
+        num_components = _positive_count(num_components, "vamp")
         self.dim, self.num_components, self.data_dim, self.site = dim, num_components, data_dim, site
         # the paper's code: pseudo-inputs = hardtanh(W) with W initialised around 0.05 (MNIST)
         self.pseudo_inputs_raw = nn.Parameter(torch.empty(num_components, data_dim).normal_(0.05, 0.01))
@@ -289,6 +297,7 @@ class FlowPrior(nn.Module):
 
     def __init__(self, num_layers: int, dim: int, hidden: Optional[list] = None):
         super().__init__()
+        num_layers = _positive_count(num_layers, "flow")
         if dim < 2:
             raise ConfigError(f"--prior flow:{num_layers} needs a latent of at least 2 dimensions, got {dim}")
         self.dim, self.num_layers = dim, num_layers

@@ -290,6 +290,12 @@ def test_flow_prior_samples_invert_the_density_direction():
     assert fu.mean(0).abs().max() < 0.1 and (fu.std(0) - 1).abs().max() < 0.1
 
 
+@pytest.mark.parametrize("spec", ["mog:x", "vamp:1.5", "flow:y"])
+def test_a_count_that_is_not_a_positive_integer_is_a_config_error(spec):
+    with pytest.raises(ConfigError, match="positive integer"):
+        build_prior(spec, 3, data_dim=12)
+
+
 def test_flow_prior_needs_two_dimensions():
     with pytest.raises(ConfigError, match="at least 2"):
         build_prior("flow:2", 1)
