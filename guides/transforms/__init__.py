@@ -8,19 +8,20 @@
 Which implementation backs each family (each checked against the autograd Jacobian in float64 at random parameters,
 batched contexts and a particle dimension, see ``tests/guides/test_transforms.py``):
 
-=============  ==============================================  =========================================
-family         amortized                                       non-amortized
-=============  ==============================================  =========================================
-planar         Pyro ``ConditionalPlanar`` + :class:`ParamHead`  Pyro ``Planar``
-radial         Pyro ``ConditionalRadial`` + :class:`ParamHead`  Pyro ``Radial``
-householder    Pyro ``ConditionalHouseholder`` + ParamHead      Pyro ``Householder``
-iaf            :class:`ConditionalAffineAutoregressive`         :class:`AffineAutoregressive`
-               (Pyro's, inverse fixed for dtype/device)         (Pyro's, inverse fixed)
-sylvester-o/h/t  :mod:`guides.transforms.sylvester`             :mod:`guides.transforms.sylvester`
-=============  ==============================================  =========================================
+- ``planar``, ``radial``: Pyro's ``ConditionalPlanar`` / ``ConditionalRadial`` with a :class:`ParamHead` hypernetwork
+  (amortized); Pyro's ``Planar`` / ``Radial`` (plain). No inverse of arbitrary points.
+- ``householder``: Pyro's ``ConditionalHouseholder`` with a :class:`ParamHead`; Pyro's ``Householder``.
+- ``iaf``: :class:`ConditionalAffineAutoregressive` / :class:`AffineAutoregressive`, Pyro's classes with the inverse
+  rewritten (Pyro's fails in float64 unless that is the global default, and on the meta device); autoregressive order
+  natural on even steps and reversed on odd ones; the gated ("stable") update of the IAF paper by default.
+- ``sylvester-o``, ``sylvester-h``, ``sylvester-t``: :mod:`guides.transforms.sylvester`.
 
-Pyro's own ``Sylvester`` is not used: its log-determinant is wrong away from its initial parameters (it computes
-``x B`` with ``B = S Q^T``, i.e. ``Q S^T x`` instead of ``S Q^T x``) and it builds ``torch.eye`` without a device.
+The hypernetworks default to a linear head from the context (``hidden_dims=()``), as in the papers' amortized flows;
+``hidden_dims=[...]`` adds hidden layers. (IAF's context enters its MADE instead, as in Kingma et al. 2016.)
+
+Pyro's own ``Sylvester`` is not used: its row-vector products apply the transposes, so it computes
+``x + R^T Q^T tanh(Q S^T x + b)`` while its log-determinant is that of ``x + Q R tanh(S Q^T x + b)`` (they agree only
+near its initial parameters), and it builds ``torch.eye`` without a device for more than one reflection.
 """
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple

@@ -561,13 +561,13 @@ _COND_DOC = r"""
     Example usage:
 
     >>> input_dim, context_dim, batch_size = 10, 5, 3
-    >>> base_dist = dist.Normal(torch.zeros(input_dim), torch.ones(input_dim)).to_event(1)
     >>> transform = {helper}(input_dim, context_dim)
-    >>> h = torch.randn(batch_size, context_dim)
+    >>> h = torch.randn(batch_size, context_dim)  # one context row per data point
+    >>> base_dist = dist.Normal(torch.zeros(input_dim), torch.ones(input_dim)).to_event(1).expand([batch_size])
     >>> flow_dist = dist.ConditionalTransformedDistribution(base_dist, [transform]).condition(h)
-    >>> z = flow_dist.rsample(torch.Size([batch_size]))  # shape (batch_size, input_dim): one z per context
-    >>> flow_dist.log_prob(z).shape
-    torch.Size([3])
+    >>> z = flow_dist.rsample(torch.Size([7]))  # 7 particles per data point
+    >>> z.shape, flow_dist.log_prob(z).shape
+    (torch.Size([7, 3, 10]), torch.Size([7, 3]))
 
     The inverse has no closed form and raises ``NotImplementedError``, but the conditioned transform caches its last
     forward call, so samples drawn through it can be scored.
