@@ -32,6 +32,15 @@ SYLVESTER = [n for n in FLOW_FAMILIES if n.startswith("sylvester")]
 LAYERS = 2  # two steps, so the alternating orders (IAF, T-SNF) are both covered
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: threads only add synchronisation (and slow down badly on a busy machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _randomize(module, seed, scale=0.5):
     """Move every parameter well away from its initial value."""
     g = torch.Generator().manual_seed(seed)
@@ -230,7 +239,7 @@ def test_sylvester_built_on_meta_device(build):
 
 
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-@pytest.mark.parametrize("dm", [(5, 5), (5, 2), (64, 64), (64, 16), (200, 100)])
+@pytest.mark.parametrize("dm", [(5, 5), (5, 2), (64, 64), (64, 16), (100, 50)])
 def test_orthogonalize_gives_orthonormal_columns(dm, dtype, atol):
     d, m = dm
     g = torch.Generator().manual_seed(d * 1000 + m)
