@@ -64,6 +64,8 @@ class FeatureMap(nn.Module):
 class M1M2(M2):
     """M2 on a frozen M1's features; see the module docstring."""
 
+    observes_features = True  # eval.json: NLL in nats of the feature space, no bits/dim
+
     def __init__(self, data_dim: int, num_classes: int = 10, latent_dim: int = 50, hidden: Sequence[int] = (500,),
                  activation: str = "softplus", prior: str = "standard", alpha: float = 0.1,
                  feature_likelihood: str = "gaussian-learned", feature_sigma: float = 1.0,

@@ -134,4 +134,8 @@ def add_evaluation(summary: dict, comps, split):
         summary["protocol"]["estimator"] = ("logsumexp_k log sum_y w_ky - log K, w_ky = p(x, y, z_ky) / q(z_ky | x, y), "
                                             "z_ky ~ q(z | x, y): y summed out exactly (labels unused)")
         summary["protocol"]["elbo"] = "sum_y q(y|x) E_q(z|x,y)[log p(x, y, z) - log q(y, z | x)] (the enum objective)"
+    if getattr(comps.model, "observes_features", False):  # M1+M2: the likelihood is over M1's features, not pixels
+        summary.pop("bits_per_dim", None)
+        summary["protocol"]["observed"] = ("M1's posterior means (features): NLL, ELBO and KL are in nats of the "
+                                           "feature space, not comparable with pixel-space models")
     return summary
