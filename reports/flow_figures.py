@@ -5,15 +5,15 @@ Every function takes ``(model, data, path, ...)`` -- a trained flow model, the d
 test split is drawn, or a tensor of points (N, D)) and the PNG to write -- and returns the path. The model is put in
 evaluation mode (fixed dequantization) for the duration of the call.
 
-* :func:`temperature_samples` -- draws f^{-1}(T * eps) for each temperature T (images: one row per T; 2-D data: one
-  scatter per T over the data);
+* :func:`temperature_samples` -- draws f^{-1}(T * eps) for each temperature T, the same eps in every row (images: one
+  row per T; 2-D data: one scatter per T over the data); ``model.sample(n, like, temperature=T)`` draws one T;
 * :func:`density_grid` -- 2-D data only: the data scatter beside the model density exp(log p(x)) on a grid;
 * :func:`interpolation_strips` -- images: rows of f^{-1}((1 - t) f(v_a) + t f(v_b)) between test images;
 * :func:`flow_figures` -- the applicable ones into a folder.
 """
 import os
 from contextlib import contextmanager
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -57,14 +57,19 @@ def _save(fig, path):
     return path
 
 
-def temperature_samples(model, data, path, temperatures: Sequence[float] = TEMPERATURES, n: int = 8,
+def temperature_samples(model, data, path, temperatures: Sequence[float] = TEMPERATURES, n: Optional[int] = None,
                         seed: int = 0) -> str:
-    """Samples f^{-1}(T eps), eps ~ base, for each T (T = 0: the base mean mapped through the flow)."""
+    """Samples f^{-1}(T eps), eps ~ base, for each T (T = 0: the base mean mapped through the flow); n per
+    temperature (default 8 images, 500 points)."""
+    if n is None:
+        n = 8 if model.image_shape is not None else 500
     plt = _plt()
     x = _device_like(model, _points(data))
     with _evaluating(model):
         torch.manual_seed(seed)
-        draws = [model.sample(n, x, temperature=t).cpu() for t in temperatures]
+        eps = model.base_dist(x).sample((n,))  # the same eps at every temperature: z = T * eps
+        z = torch.cat([t * eps for t in temperatures])
+        draws = model.decode(z).cpu().split(n)  # one decoding pass (MAF samples with D sequential passes)
     shape = model.image_shape
     if shape is not None:
         c, h, w = shape
@@ -130,10 +135,8 @@ def interpolation_strips(model, data, path, pairs: int = 4, steps: int = 8, sphe
         raise ValueError("interpolation_strips draws images; this model's data are vectors")
     c, h, w = model.image_shape
     x = _device_like(model, _points(data))
-    rows = []
     with _evaluating(model):
-        for i in range(pairs):
-            rows.append(interpolate(model, x[2 * i], x[2 * i + 1], steps=steps, spherical=spherical).cpu())
+        rows = interpolate(model, x[0:2 * pairs:2], x[1:2 * pairs:2], steps=steps, spherical=spherical).cpu()
     fig, axes = plt.subplots(pairs, steps, figsize=(steps * 0.9, pairs * 0.95), squeeze=False)
     for r, row in enumerate(rows):
         imgs = row.reshape(-1, c, h, w).clamp(0, 1).permute(0, 2, 3, 1).numpy()

@@ -490,22 +490,27 @@ class Glow(FlowModel):
 @torch.no_grad()
 def interpolate(model: FlowModel, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8,
                 spherical: bool = False) -> torch.Tensor:
-    """Interpolate two data points in the latent space z = f(v): (steps, D) points f^{-1}(z_t), t in [0, 1] (linear,
-    or spherical with the norm interpolated linearly). Data go through the model's evaluation-mode dequantization."""
+    """Interpolate data points in the latent space z = f(v): f^{-1}(z_t) for ``steps`` values of t in [0, 1] (linear,
+    or spherical with the norm interpolated linearly). x0, x1 of shape (D,) give (steps, D); batches (P, D) give
+    (P, steps, D) in one decoding pass (MAF inverts sequentially, so batching matters). Data go through the model's
+    evaluation-mode dequantization."""
     was_training = model.training
     model.eval()
+    single = x0.dim() == 1
+    a, b = x0.reshape(-1, model.data_dim), x1.reshape(-1, model.data_dim)
     try:
-        v = model.preprocess(torch.stack([x0.reshape(-1), x1.reshape(-1)]))
-        z = model.encode(v)
-        t = torch.linspace(0, 1, steps, dtype=z.dtype, device=z.device).unsqueeze(-1)
+        z = model.encode(model.preprocess(torch.cat([a, b])))
+        z0, z1 = z[: len(a)].unsqueeze(1), z[len(a):].unsqueeze(1)  # (P, 1, D)
+        t = torch.linspace(0, 1, steps, dtype=z.dtype, device=z.device).view(1, -1, 1)
         if spherical:
-            n0, n1 = z[0].norm(), z[1].norm()
-            u0, u1 = z[0] / n0, z[1] / n1
-            omega = torch.arccos((u0 * u1).sum().clamp(-1 + 1e-7, 1 - 1e-7))
+            n0, n1 = z0.norm(dim=-1, keepdim=True), z1.norm(dim=-1, keepdim=True)
+            u0, u1 = z0 / n0, z1 / n1
+            omega = torch.arccos((u0 * u1).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
             direction = (torch.sin((1 - t) * omega) * u0 + torch.sin(t * omega) * u1) / torch.sin(omega)
             zt = direction * ((1 - t) * n0 + t * n1)
         else:
-            zt = (1 - t) * z[0] + t * z[1]
-        return model.decode(zt)
+            zt = (1 - t) * z0 + t * z1
+        out = model.decode(zt.reshape(-1, model.data_dim)).reshape(len(a), steps, model.data_dim)
+        return out[0] if single else out
     finally:
         model.train(was_training)

@@ -248,3 +248,42 @@ def test_flow_figures_write_pngs(tmp_path):
         assert Image.open(p).size[0] > 50
     with pytest.raises(ValueError):
         density_grid(img, xi.float(), str(tmp_path / "no.png"))
+
+
+def test_batched_interpolation_matches_single():
+    model, x = prepared("maf-8bit")
+    both = interpolate(model, x[:3], x[3:6], steps=4)
+    assert both.shape == (3, 4, 16)
+    assert torch.allclose(both[1], interpolate(model, x[1], x[4], steps=4), atol=1e-9)
+    sph = interpolate(model, x[0], x[1], steps=3, spherical=True)
+    v = model.preprocess(x[:2])
+    assert torch.allclose(sph[0], v[0], atol=1e-6) and torch.allclose(sph[-1], v[1], atol=1e-6)
+
+
+def test_cli_trains_evaluates_and_samples_flows_without_naming_a_guide(tmp_path, capsys):
+    import json
+    import os
+
+    from zoo.cli.main import main
+
+    rng = np.random.default_rng(1)
+    path = str(tmp_path / "pix.npz")
+    np.savez(path, x=rng.integers(0, 256, (40, 4, 4)).astype(np.uint8))
+    out = str(tmp_path / "glow")
+    fast = ["--epochs", "1", "--batch-size", "16", "--no-progress", "--device", "cpu"]
+    assert main(["train", "--model", "glow", "--data", path, "--hidden", "4", "--flow-depth", "1", "--out", out]
+                + fast) == 0
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    assert cfg["guide"] == "none" and cfg["data"]["binarize"] == "none"
+    assert cfg["model"]["options"] == {"hidden": [4], "flow_depth": 1}
+    assert main(["evaluate", out, "--no-progress"]) == 0
+    assert "bits/dim" in capsys.readouterr().out
+    assert main(["sample", out, "-n", "4"]) == 0
+    toy = str(tmp_path / "maf-moons")
+    assert main(["train", "--model", "maf", "--data", "moons", "--hidden", "8", "--out", toy, "--epochs", "1",
+                 "--batch-size", "2000", "--no-progress", "--device", "cpu"]) == 0
+    assert main(["train", "--model", "realnvp", "--data", "moons", "--hidden", "8", "--flow-depth", "2", "--out",
+                 str(tmp_path / "rnvp"), "--epochs", "1", "--batch-size", "2000", "--no-progress",
+                 "--device", "cpu"]) == 0
+    assert main(["evaluate", toy, "--no-progress"]) == 0
+    assert "bits/dim" not in capsys.readouterr().out  # 2-D real data: no pixels, no bits/dim
