@@ -160,6 +160,9 @@ def _run_figures(section: RunSection, out_dir: str, points: Optional[dict], devi
                                         f"Interpolations: linear in {site} between the posterior means of two test "
                                         "points (one pair per row), decoded"))
 
+    if comps is not None:
+        _family_figures(section, comps, os.path.join(out_dir, section.name), rel, has_latents, log)
+
     if points is None:
         section.notes.append("eval_points.pt is missing, so the per-point figures (latent space, NLL, k-hat) and the "
                              "arviz export are skipped; `zoo report --reevaluate` writes it.")
@@ -189,6 +192,35 @@ def _run_figures(section: RunSection, out_dir: str, points: Optional[dict], devi
              "binarize": proto.get("binarize")}), log)
         if done:
             section.importance = rel(arviz_export.FILENAME)
+
+
+FLOW_CAPTIONS = {
+    "flow_temperatures.png": "Samples x = f^-1(T eps) at temperatures T (one row per T; T = 0 is the base mean)",
+    "flow_density.png": "Model density on a grid beside the test points",
+    "flow_interpolation.png": "Interpolations in the flow's latent space z = f(x) between pairs of test points",
+}
+
+
+def _family_figures(section: RunSection, comps, folder: str, rel, has_latents: bool, log):
+    """The figures of a model family: flow density models (temperatures, 2-D densities, interpolations in z) and
+    class-conditional models (M2: conditional generation and analogies)."""
+    if not has_latents:
+        from reports.flow_figures import flow_figures
+
+        made = _attempt(section, "flow figures", lambda: flow_figures(comps.model, comps.data, folder), log)
+        for png in made or []:
+            name = os.path.basename(png)
+            section.figures.append((rel(name), FLOW_CAPTIONS.get(name, name)))
+        return
+    from reports.semi_supervised_figures import is_class_conditional, semi_supervised_figures
+
+    if not is_class_conditional(comps.model, comps.guide)[0]:
+        return
+    made = _attempt(section, "conditional generation and analogies",
+                    lambda: semi_supervised_figures(comps.model, comps.guide, comps.data, folder), log)
+    if made:
+        for png, caption in made[0]:
+            section.figures.append((rel(os.path.basename(png)), caption))
 
 
 def build_report(run_dirs: List[str], out: str, samples: int = 5000, title: Optional[str] = None,
