@@ -103,7 +103,8 @@ def build_parser():
     t.add_argument("--binarize", choices=["dynamic", "static", "none"], default=None,
                    help="default: the model's (none for flow models) or the data set's own (dynamic for MNIST-like "
                         "pixels)")
-    t.add_argument("--likelihood", default="auto", help="bernoulli, gaussian, gaussian-learned or auto")
+    t.add_argument("--likelihood", default="auto",
+                   help="a registered likelihood (`zoo list`: bernoulli, gaussian, discretized-logistic, ...) or auto")
     t.add_argument("--sigma", type=_positive_float, default=0.1, help="scale of a fixed Gaussian likelihood")
     t.add_argument("--prior", default="standard")
     t.add_argument("--latent-dim", type=_positive_int, default=20)
@@ -245,9 +246,12 @@ def cmd_train(args):
 def print_eval(summary: dict, out=None):
     out = out or sys.stdout
     proto = summary["protocol"]
-    rows = [("test -ELBO", summary["neg_elbo"]), (f"NLL (K={proto['num_samples']})", summary["nll"]),
-            ("KL(q||p)", summary["kl"]), ("-reconstruction", {"mean": -summary["recon"]["mean"],
-                                                             "se": summary["recon"]["se"]})]
+    if "exact" in proto.get("estimator", ""):  # no latent variables: the NLL is exact, no bound, no KL
+        rows = [("NLL (exact)", summary["nll"])]
+    else:
+        rows = [("test -ELBO", summary["neg_elbo"]), (f"NLL (K={proto['num_samples']})", summary["nll"]),
+                ("KL(q||p)", summary["kl"]), ("-reconstruction", {"mean": -summary["recon"]["mean"],
+                                                                 "se": summary["recon"]["se"]})]
     if "bits_per_dim" in summary:
         rows.append(("bits/dim", summary["bits_per_dim"]))
     print(f"{proto['data']} {proto['split']} split, {proto['num_points']} points, binarization {proto['binarize']}",
