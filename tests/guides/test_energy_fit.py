@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from guides.transforms.energies import ENERGIES, U1, U2, U3, U4, energy, log_normalizer
-from guides.transforms.energy_fit import BASELINE, fit_energy
+from guides.transforms.energy_fit import BASELINE, fit_energy, fit_energy_restarts
 
 ROOT_2PI = math.sqrt(2 * math.pi)
 # z1-extent of U2-U4 with the envelope: 8 on the window plus two half-Gaussian tails of scale 0.4
@@ -52,18 +52,23 @@ def test_log_normalizer(name):
 
 
 def test_sixteen_planar_layers_beat_a_diagonal_gaussian():
-    """16 planar layers fit every energy better than a diagonal Gaussian, by a margin far outside the noise.
+    """16 planar layers fit every energy better than the best diagonal Gaussian, by a margin outside the noise.
 
-    With 300 Adam steps of 256 samples (seed 0), the margins over five seeds were at least 2.4 nats (U1), 0.8 (U2),
-    0.8 (U3) and 0.7 (U4); KL standard errors are about 0.01-0.03. The test asks for 0.3 nats."""
+    Both get 600 Adam steps of 256 samples (seed 0). The diagonal Gaussian is the best of four starts (origin and three
+    random means): from the origin alone it stays, on U1, at a broad blob over both modes (KL 3.2 instead of 0.9),
+    which would flatter the flow. Measured with seed 0: diagonal 0.90 / 1.82 / 1.89 / 1.63 nats on U1-U4, planar
+    0.17 / 0.36 / 0.42 / 0.63; over seeds 0-4 planar's worst were 0.70 / 0.36 / 0.80 / 0.63, so the smallest margin
+    seen was 0.2 nats (U1). The test asks for 0.1 nats plus four standard errors of the difference (s.e. 0.005-0.02).
+    """
     start = time.perf_counter()
     for name in ENERGIES:
         log_z = log_normalizer(name)
-        diag = fit_energy(name, BASELINE, steps=300, batch_size=256, seed=0, log_z=log_z, eval_samples=20000)
-        planar = fit_energy(name, "planar", num_layers=16, steps=300, batch_size=256, seed=0, log_z=log_z,
+        diag = fit_energy_restarts(name, BASELINE, restarts=4, steps=600, batch_size=256, seed=0, log_z=log_z,
+                                   eval_samples=20000)
+        planar = fit_energy(name, "planar", num_layers=16, steps=600, batch_size=256, seed=0, log_z=log_z,
                             eval_samples=20000)
         for r in (diag, planar):  # a KL: non-negative up to Monte-Carlo error (checks log Z and the log-dets)
             assert r.kl > -4 * r.kl_se, (name, r.family, r.kl, r.kl_se)
         margin = diag.kl - planar.kl
-        assert margin >= 0.3 + 4 * math.hypot(diag.kl_se, planar.kl_se), (name, diag.kl, planar.kl)
+        assert margin >= 0.1 + 4 * math.hypot(diag.kl_se, planar.kl_se), (name, diag.kl, planar.kl)
     print(f"fits took {time.perf_counter() - start:.1f} s")
