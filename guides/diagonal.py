@@ -8,6 +8,8 @@ import pyro.distributions as dist
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.networks.precision import full_precision
+
 from guides.base import GUIDES, AmortizedGuide
 
 
@@ -19,7 +21,7 @@ class GaussianHeads(nn.Module):
         self.heads = nn.ModuleDict({s.name: nn.Linear(input_dims[s.name], 2 * s.dim) for s in sites})
 
     def forward(self, name, context):
-        loc, raw = self.heads[name](context).float().chunk(2, dim=-1)  # fp32 log-densities under bf16 autocast
+        loc, raw = full_precision(self.heads[name](context)).chunk(2, dim=-1)  # fp32 log-densities under bf16 autocast
         return loc, F.softplus(raw) + 1e-5
 
 

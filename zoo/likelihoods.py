@@ -10,6 +10,8 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from zoo.networks.precision import full_precision
+
 from zoo.errors import ConfigError, DataError
 from zoo.registry import Registry
 
@@ -24,7 +26,7 @@ class BernoulliLikelihood(nn.Module):
     is_discrete = True  # a pmf: NLL / (D ln 2) is bits per dimension
 
     def forward(self, out: torch.Tensor):
-        return dist.Bernoulli(logits=out.float(), validate_args=False).to_event(1)  # fp32 log-densities under bf16
+        return dist.Bernoulli(logits=full_precision(out), validate_args=False).to_event(1)  # fp32 log-densities under bf16
 
     def mean(self, out):
         return torch.sigmoid(out)
@@ -55,7 +57,7 @@ class GaussianLikelihood(nn.Module):
             self.register_buffer("log_sigma", log_sigma)
 
     def forward(self, out: torch.Tensor):
-        return dist.Normal(out.float(), self.log_sigma.exp(), validate_args=False).to_event(1)
+        return dist.Normal(full_precision(out), self.log_sigma.exp(), validate_args=False).to_event(1)
 
     def mean(self, out):
         return out
