@@ -13,7 +13,9 @@ batched contexts and a particle dimension, see ``tests/guides/test_transforms.py
 - ``householder``: Pyro's ``ConditionalHouseholder`` with a :class:`ParamHead`; Pyro's ``Householder``.
 - ``iaf``: :class:`ConditionalAffineAutoregressive` / :class:`AffineAutoregressive`, Pyro's classes with the inverse
   rewritten (Pyro's fails in float64 unless that is the global default, and on the meta device); autoregressive order
-  natural on even steps and reversed on odd ones; the gated ("stable") update of the IAF paper by default.
+  natural on even steps and reversed on odd ones; the affine update z' = exp(s) z + m of the IAF paper (its eq. 10) by
+  default, the gated ("stable", eq. 13-14) update with ``stable=True`` (measured on mnist5k, 40 epochs, iaf:4: the gated
+  update left the NLL at the diagonal guide's, the affine one improved it by about 1.2 nats).
 - ``sylvester-o``, ``sylvester-h``, ``sylvester-t``: :mod:`guides.transforms.sylvester`.
 
 The hypernetworks default to a linear head from the context (``hidden_dims=()``), as in the papers' amortized flows;
@@ -129,7 +131,7 @@ def _cond_householder(dim, context_dim, layer, hidden_dims=(), count_transforms=
     return T.ConditionalHouseholder(dim, ParamHead(context_dim, [dim] * count_transforms, hidden_dims), count_transforms)
 
 
-def _cond_iaf(dim, context_dim, layer, hidden_dims=None, stable=True):
+def _cond_iaf(dim, context_dim, layer, hidden_dims=None, stable=False):
     return conditional_affine_autoregressive(
         dim, context_dim, hidden_dims=hidden_dims, permutation=_reversal(dim, layer), stable=stable
     )
@@ -139,7 +141,7 @@ def _plain_householder(dim, layer, count_transforms=1):
     return T.Householder(dim, count_transforms=count_transforms)
 
 
-def _plain_iaf(dim, layer, hidden_dims=None, stable=True):
+def _plain_iaf(dim, layer, hidden_dims=None, stable=False):
     return affine_autoregressive(dim, hidden_dims=hidden_dims, permutation=_reversal(dim, layer), stable=stable)
 
 
@@ -180,7 +182,7 @@ FLOW_FAMILIES: Dict[str, FlowFamily] = {
             "iaf",
             "Kingma, Salimans, Jozefowicz, Chen, Sutskever, Welling 2016, Improving Variational Inference with "
             "Inverse Autoregressive Flow",
-            "sigma(z) z + (1 - sigma(z)) m(z) with MADE (stable=True) or exp(s(z)) z + m(z); context into the MADE",
+            "exp(s(z)) z + m(z) with a MADE (or the gated sigma(z) z + (1 - sigma(z)) m(z), stable=true); context into the MADE",
             _cond_iaf,
             _plain_iaf,
             ("hidden_dims", "stable"),
