@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from inference.enumeration import enumeration_size, weight_terms_for
+from inference.memory import bound_heap_growth
 from inference.psis import pareto_khat
 
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -37,6 +38,7 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
     """Run the protocol's sampling over the points of ``x``; returns a dict of per-point numpy arrays.
 
     ``budget`` bounds the number of floats in one (particles x points x data dim) chunk."""
+    bound_heap_growth()  # large chunk buffers go back to the system when freed (see inference/memory.py)
     out = {k: [] for k in ("log_px", "elbo", "recon", "kl", "khat")}
     means, logw_all = [], []
     n = x.shape[0]
@@ -45,12 +47,14 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
         xb = x[start:start + batch_size]
         yb = None if y is None else y[start:start + batch_size]
         chunk = _chunk_sizes(xb.shape[0], num_samples, x.shape[1] * enumeration_size(model), budget)
-        log_w, elbo_sum, log_obs, kl, zsum = [], 0.0, 0.0, 0.0, {}
+        log_w, elbo_sum, log_obs, kl, zsum = None, 0.0, 0.0, 0.0, {}
         done = 0
         while done < num_samples:
             k = min(chunk, num_samples - done)
             t = terms_fn(model, guide, xb, yb, k)
-            log_w.append(t.log_w)
+            if log_w is None:  # one (K, b) buffer per batch of points, filled chunk by chunk
+                log_w = t.log_w.new_empty((num_samples, xb.shape[0]))
+            log_w[done:done + k] = t.log_w
             elbo_sum = elbo_sum + getattr(t, "elbo", t.log_w).double().sum(0)
             log_obs = log_obs + t.log_obs.sum(0)
             kl = kl + (t.log_q - t.log_prior).sum(0)
@@ -60,7 +64,6 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
             done += k
             if progress is not None:
                 progress.update(k * xb.shape[0])
-        log_w = torch.cat(log_w, dim=0)  # (K, b) in the model's precision: memory ~ one chunk per batch of points
         if not bool(torch.isfinite(log_w).all()):
             bad = int((~torch.isfinite(log_w)).any(0).sum())
             raise FloatingPointError(f"{bad} test points have non-finite importance weights; the model or guide "
