@@ -1,6 +1,6 @@
 """Amortized guides built for any zoo model from the latent sites it declares.
 
-A guide is a :class:`pyro.nn.PyroModule` with the model's signature ``forward(x, y=None)``. It runs the model's own
+A guide is an ``nn.Module`` (not a ``PyroModule``, see zoo/model.py) with the model's signature ``forward(x, y=None)``. It runs the model's own
 feature extractor h = h(x) (``model.make_encoder()``), then samples the model's latent sites in their declared order
 inside the same ``pyro.plate("data", B)``, each from a distribution whose every parameter is emitted per data point
 from h (and from the latents the site depends on). Subclasses choose that distribution (:meth:`site_distribution`):
@@ -13,7 +13,6 @@ from typing import Dict
 
 import pyro
 import torch
-from pyro.nn import PyroModule
 from torch import nn
 
 from zoo.errors import ConfigError
@@ -23,7 +22,7 @@ from zoo.registry import Registry
 GUIDES = Registry("guide")
 
 
-class AmortizedGuide(PyroModule):
+class AmortizedGuide(nn.Module):
     #: the latent supports this guide can represent
     supports = ("real",)
 

@@ -6,7 +6,7 @@ weights of the evaluation are log w = log p(x) for every particle. A model *with
 would leave its latents to be drawn from the prior inside the model trace, and Pyro's ELBO would then count log p(z)
 without the matching -log q(z) (not a bound).
 """
-from pyro.nn import PyroModule
+from torch import nn
 
 from guides.base import GUIDES
 from zoo.errors import ConfigError
@@ -15,7 +15,7 @@ from zoo.errors import ConfigError
 @GUIDES.register("none", paper="maximum likelihood for models without latent variables",
                  summary="empty guide for models with no latent sites (flow density models: nice, realnvp, glow, maf)",
                  latent_free=True)
-class EmptyGuide(PyroModule):
+class EmptyGuide(nn.Module):
     """Samples nothing; only for models whose ``latent_sites()`` is empty."""
 
     def __init__(self, model):

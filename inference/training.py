@@ -2,7 +2,7 @@
 
 The loop never needs to know which model it trains: it sees a model and a guide (``nn.Module``s), an objective that
 turns them into a differentiable loss, and a :class:`zoo.data.Dataset` already on the training device. One torch Adam
-steps every parameter of model and guide (PyroModule parameters never go through Pyro's global param store).
+steps every parameter of model and guide (they never go through Pyro's global param store).
 
 Reproducibility: the epoch's permutation and its dynamic binarization are drawn from generators seeded by
 (seed, epoch), and the global torch RNG (which Pyro samples from) is saved in every checkpoint, so a run killed at any
