@@ -162,7 +162,7 @@ def build_parser():
     d = sub.add_parser("demo", help="train the default VAE on the embedded MNIST digits, evaluate it, draw samples")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--epochs", type=_positive_int, default=30)
-    d.add_argument("--samples", type=_positive_int, default=1000)
+    d.add_argument("--samples", type=_positive_int, default=5000)
     d.add_argument("--device", default="auto")
     d.add_argument("--no-progress", action="store_true")
     return p
