@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from inference.enumeration import enumeration_size, weight_terms_for
-from inference.memory import bound_heap_growth
 from inference.psis import pareto_khat
 
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -38,7 +37,6 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
     """Run the protocol's sampling over the points of ``x``; returns a dict of per-point numpy arrays.
 
     ``budget`` bounds the number of floats in one (particles x points x data dim) chunk."""
-    bound_heap_growth()  # large chunk buffers go back to the system when freed (see inference/memory.py)
     out = {k: [] for k in ("log_px", "elbo", "recon", "kl", "khat")}
     means, logw_all = [], []
     n = x.shape[0]
