@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from pyro.infer import TraceEnum_ELBO
 from pyro.poutine.messenger import Messenger
 
-from inference.importance import log_mean_exp
+from inference.importance import log_mean_exp, scaled_log_prob
 from inference.objectives import OBJECTIVES, Objective
 
 
@@ -107,16 +107,6 @@ class EnumTerms(NamedTuple):
     latents: dict  # guide site name -> value (non-enumerated, floating)
 
 
-def _log_prob(site):
-    lp = site["fn"].log_prob(site["value"])
-    scale = site["scale"]
-    if not (isinstance(scale, float) and scale == 1.0):
-        lp = lp * scale
-    if site["mask"] is not None:
-        lp = lp * site["mask"]
-    return lp
-
-
 def enumerated_terms(model, guide, x, y=None, num_particles: int = 1) -> EnumTerms:
     """Trace the guide with its enumerated sites enumerated in parallel and K particles of the rest (particle plate at
     dim -2, enumeration from dim -3 leftwards), replay the model, and collect each site's log-density.
@@ -134,14 +124,14 @@ def enumerated_terms(model, guide, x, y=None, num_particles: int = 1) -> EnumTer
     for name, site in model_trace.nodes.items():
         if site["type"] != "sample":
             continue
-        lp = _log_prob(site)
+        lp = scaled_log_prob(site)
         terms["log_p"].append(lp)
         if site["is_observed"]:
             terms["log_obs"].append(lp)
     for name, site in guide_trace.nodes.items():
         if site["type"] != "sample" or site["is_observed"]:
             continue
-        lp = _log_prob(site)
+        lp = scaled_log_prob(site)
         if site["infer"].get("enumerate") == "parallel":
             terms["log_q_enum"].append(lp)
         else:

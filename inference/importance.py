@@ -26,13 +26,19 @@ class WeightTerms(NamedTuple):
         return self.log_obs + self.log_prior - self.log_q
 
 
-def _site_log_prob(site, shape):
+def scaled_log_prob(site) -> torch.Tensor:
+    """A trace site's log-density times its scale (KL weight, ...) and mask, as Pyro's ELBOs count it."""
     lp = site["fn"].log_prob(site["value"])
     scale = site["scale"]
     if not (isinstance(scale, float) and scale == 1.0):
         lp = lp * scale
     if site["mask"] is not None:
         lp = lp * site["mask"]
+    return lp
+
+
+def _site_log_prob(site, shape):
+    lp = scaled_log_prob(site)
     while lp.dim() > len(shape):  # plates nested inside the data plate are summed into the data point
         lp = lp.sum(-1)
     return lp.expand(shape)
