@@ -14,7 +14,6 @@ The published MNIST numbers (REFERENCES.md, [recalled]: full MNIST, 60000 traini
 are printed beside them for orientation, not as a target this budget can reach.
 """
 import argparse
-import math
 import time
 
 import numpy as np

@@ -1,7 +1,7 @@
 """The comparison table: one row per run, numbers straight from its ``eval.json``, ``config.json`` and
 ``metrics.jsonl`` (a pandas DataFrame), sorted by NLL; :func:`display_table` formats it for reading."""
 import math
-from typing import List, Optional
+from typing import List
 
 import pandas as pd
 

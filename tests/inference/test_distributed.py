@@ -11,7 +11,7 @@ import torch
 import torch.multiprocessing as mp
 
 from inference.training import TrainConfig
-from zoo.cli.runs import make_config, train_run
+from zoo.cli.runs import make_config
 
 BATCH = 256
 

