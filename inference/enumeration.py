@@ -168,19 +168,10 @@ class EnumELBO(Objective):
     def __init__(self, num_particles: int = 1):
         super().__init__()
         self.num_particles = num_particles
-        self._elbos = {}
-
-    def _elbo(self, model):
-        key = model.max_plate_nesting
-        if key not in self._elbos:
-            self._elbos[key] = TraceEnum_ELBO(num_particles=self.num_particles, max_plate_nesting=key,
-                                              vectorize_particles=self.num_particles > 1,
-                                              strict_enumeration_warning=False)
-        return self._elbos[key]
 
     def loss(self, model, guide, x, y=None):
         w = self.kl_weight
-        elbo = self._elbo(model)
+        elbo = self._pyro_elbo(TraceEnum_ELBO, model, strict_enumeration_warning=False)
         m, g = scale_continuous_latents(model, w), scale_continuous_latents(guide, w)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*enumerat.*")

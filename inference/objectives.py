@@ -36,6 +36,15 @@ class Objective:
     def spec(self) -> str:
         return self.name
 
+    def _pyro_elbo(self, elbo_class, model, **options):
+        """One Pyro ELBO of ``elbo_class`` per plate nesting, built once and reused every step."""
+        cache = self.__dict__.setdefault("_elbos", {})
+        key = model.max_plate_nesting
+        if key not in cache:
+            n = getattr(self, "num_particles", 1)
+            cache[key] = elbo_class(num_particles=n, max_plate_nesting=key, vectorize_particles=n > 1, **options)
+        return cache[key]
+
 
 @OBJECTIVES.register("elbo", paper="Kingma & Welling 2014; analytic KL where registered",
                      summary="-ELBO (TraceMeanField_ELBO)")
@@ -45,14 +54,6 @@ class ELBO(Objective):
     def __init__(self, num_particles: int = 1):
         super().__init__()
         self.num_particles = num_particles
-        self._elbos = {}
-
-    def _elbo(self, model):
-        key = model.max_plate_nesting
-        if key not in self._elbos:
-            self._elbos[key] = TraceMeanField_ELBO(num_particles=self.num_particles, max_plate_nesting=key,
-                                                   vectorize_particles=self.num_particles > 1)
-        return self._elbos[key]
 
     def loss(self, model, guide, x, y=None):
         w = self.kl_weight
@@ -61,7 +62,7 @@ class ELBO(Objective):
             guide_trace = poutine.trace(g).get_trace(x, y)
             if lean_supported(guide_trace):
                 return lean_elbo_loss(m, g, x, y, guide_trace=guide_trace)
-        return self._elbo(model).differentiable_loss(m, g, x, y)
+        return self._pyro_elbo(TraceMeanField_ELBO, model).differentiable_loss(m, g, x, y)
 
 
 @OBJECTIVES.register("iwae", arg="K", paper="Burda, Grosse & Salakhutdinov 2016",

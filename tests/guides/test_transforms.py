@@ -32,13 +32,7 @@ SYLVESTER = [n for n in FLOW_FAMILIES if n.startswith("sylvester")]
 LAYERS = 2  # two steps, so the alternating orders (IAF, T-SNF) are both covered
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: threads only add synchronisation (and slow down badly on a busy machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _randomize(module, seed, scale=0.5):

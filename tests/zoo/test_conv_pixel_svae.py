@@ -37,12 +37,7 @@ SHAPE = (1, 4, 3)  # not square: rows and columns must not be mixed up
 D = 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(likelihood, n=3, d=D, seed=0):

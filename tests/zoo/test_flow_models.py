@@ -19,13 +19,7 @@ from zoo.transforms import bits_per_dim
 IMG = (1, 4, 4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP contention on a shared machine (seconds -> milliseconds here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 VECTOR_MODELS = {
     "nice-logistic": lambda: NICE(2, hidden=(8, 8)),
