@@ -26,7 +26,7 @@ Pyro's own ``Sylvester`` is not used: its row-vector products apply the transpos
 near its initial parameters), and it builds ``torch.eye`` without a device for more than one reflection.
 """
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import torch
 import pyro.distributions.transforms as T
@@ -39,26 +39,8 @@ from guides.transforms.autoregressive import (
     conditional_affine_autoregressive,
 )
 from guides.transforms.hypernet import ParamHead
-from guides.transforms.sylvester import (
-    DIAG_BOUND,
-    ConditionalHouseholderSylvester,
-    ConditionalOrthogonalSylvester,
-    ConditionalTriangularSylvester,
-    ConditionedSylvester,
-    HouseholderSylvester,
-    OrthogonalSylvester,
-    TriangularSylvester,
-    conditional_sylvester_h,
-    conditional_sylvester_o,
-    conditional_sylvester_t,
-    householder_product,
-    orthogonalize,
-    sylvester_h,
-    sylvester_o,
-    sylvester_t,
-    sylvester_transform,
-    triangular_pair,
-)
+from guides.transforms import sylvester as _sylvester
+from guides.transforms.sylvester import *  # noqa: F401,F403  (its __all__: the Sylvester flows)
 
 __all__ = [
     "FlowFamily",
@@ -71,25 +53,7 @@ __all__ = [
     "ConditionalAffineAutoregressive",
     "affine_autoregressive",
     "conditional_affine_autoregressive",
-    "DIAG_BOUND",
-    "ConditionedSylvester",
-    "OrthogonalSylvester",
-    "HouseholderSylvester",
-    "TriangularSylvester",
-    "ConditionalOrthogonalSylvester",
-    "ConditionalHouseholderSylvester",
-    "ConditionalTriangularSylvester",
-    "sylvester_o",
-    "sylvester_h",
-    "sylvester_t",
-    "conditional_sylvester_o",
-    "conditional_sylvester_h",
-    "conditional_sylvester_t",
-    "sylvester_transform",
-    "orthogonalize",
-    "householder_product",
-    "triangular_pair",
-]
+] + _sylvester.__all__
 
 
 @dataclass(frozen=True)
@@ -193,12 +157,12 @@ FLOW_FAMILIES: Dict[str, FlowFamily] = {
             _SNF,
             "O-SNF: z + Q R1 tanh(R2 Q^T z + b), Q (D x M) orthonormalised iteratively",
             lambda dim, context_dim, layer, num_ortho_vecs=None, hidden_dims=(), tol=None, max_iter=100: (
-                conditional_sylvester_o(
+                _sylvester.conditional_sylvester_o(
                     dim, context_dim, num_ortho_vecs=num_ortho_vecs, hidden_dims=hidden_dims, tol=tol,
                     max_iter=max_iter,
                 )
             ),
-            lambda dim, layer, num_ortho_vecs=None, tol=None, max_iter=100: sylvester_o(
+            lambda dim, layer, num_ortho_vecs=None, tol=None, max_iter=100: _sylvester.sylvester_o(
                 dim, num_ortho_vecs=num_ortho_vecs, tol=tol, max_iter=max_iter
             ),
             ("num_ortho_vecs", "hidden_dims", "tol", "max_iter"),
@@ -208,10 +172,10 @@ FLOW_FAMILIES: Dict[str, FlowFamily] = {
             "sylvester-h",
             _SNF,
             "H-SNF: z + Q R1 tanh(R2 Q^T z + b), Q a product of Householder reflections",
-            lambda dim, context_dim, layer, num_householder=8, hidden_dims=(): conditional_sylvester_h(
+            lambda dim, context_dim, layer, num_householder=8, hidden_dims=(): _sylvester.conditional_sylvester_h(
                 dim, context_dim, num_householder=num_householder, hidden_dims=hidden_dims
             ),
-            lambda dim, layer, num_householder=8: sylvester_h(dim, num_householder=num_householder),
+            lambda dim, layer, num_householder=8: _sylvester.sylvester_h(dim, num_householder=num_householder),
             ("num_householder", "hidden_dims"),
             invertible=False,
         ),
@@ -219,10 +183,10 @@ FLOW_FAMILIES: Dict[str, FlowFamily] = {
             "sylvester-t",
             _SNF,
             "T-SNF: z + P R1 tanh(R2 P^T z + b), P identity / reversal on alternate steps",
-            lambda dim, context_dim, layer, hidden_dims=(): conditional_sylvester_t(
+            lambda dim, context_dim, layer, hidden_dims=(): _sylvester.conditional_sylvester_t(
                 dim, context_dim, reverse=bool(layer % 2), hidden_dims=hidden_dims
             ),
-            lambda dim, layer: sylvester_t(dim, reverse=bool(layer % 2)),
+            lambda dim, layer: _sylvester.sylvester_t(dim, reverse=bool(layer % 2)),
             ("hidden_dims",),
             invertible=False,
         ),
