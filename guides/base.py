@@ -67,9 +67,10 @@ def build_guide(spec: str, model, **options) -> nn.Module:
 
     try:
         guide = GUIDES.build(spec, model, **options)
-    except TypeError as e:
-        if options:
-            raise ConfigError(f"guide {spec!r} does not take the options {', '.join(sorted(options))} ({e})")
+    except (TypeError, ValueError) as e:
+        if options:  # an unknown option or a value of the wrong kind, e.g. num_ortho_vecs=abc
+            given = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+            raise ConfigError(f"guide {spec!r} cannot be built with the options {given} ({e})")
         raise
     bind_model_to_guide(model, guide)
     return guide

@@ -40,6 +40,8 @@ def _one_line_error(code, err, *fragments):
     (["train", "--data", "nosuch"], ["unknown data set 'nosuch'", "mnist5k"]),
     (["train", "--data", "/nonexistent/file.npz"], ["/nonexistent/file.npz"]),
     (["train", "--prior", "nosuch"], ["unknown prior 'nosuch'"]),
+    (["train", "--guide", "sylvester-o:2", "--guide-option", "num_ortho_vecs=abc"],
+     ["guide 'sylvester-o:2' cannot be built with the options num_ortho_vecs=abc"]),
     (["train", "--likelihood", "nosuch"], ["unknown likelihood 'nosuch'"]),
     (["train", "--activation", "nosuch"], ["unknown activation 'nosuch'"]),
     (["train", "--epochs", "0"], ["--epochs", "positive integer"]),
@@ -98,6 +100,11 @@ def test_directory_that_is_not_a_run_and_a_run_of_another_model(digits_run, caps
     open(os.path.join(other, "best.pt"), "wb").write(b"not a checkpoint")
     code, _, err = run(["evaluate", other, "--samples", "5", "--no-progress"], capsys)
     _one_line_error(code, err, "not a readable zoo checkpoint")
+
+
+def test_unwritable_output_is_one_line(digits_run, capsys):
+    code, _, err = run(["sample", digits_run, "-n", "4", "--out", "/nonexistent/folder/x.png"], capsys)
+    _one_line_error(code, err, "/nonexistent/folder/x.png", "No such file or directory")
 
 
 def test_evaluate_and_sample(digits_run, capsys):

@@ -302,6 +302,10 @@ def main(argv=None) -> int:
     except ZooError as e:
         print(f"zoo: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path the user gave cannot be written or read (missing folder, permissions, full disk)
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"zoo: error: cannot use{where}: {e.strerror or e}; check the path and its permissions", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("zoo: interrupted; `zoo train --resume DIR` continues from the last checkpoint", file=sys.stderr)
         return 130
