@@ -32,6 +32,32 @@ class BernoulliLogits(dist.Bernoulli):
         return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
 
 
+class BernoulliLogitsImage(dist.Independent):
+    """``Independent(BernoulliLogits(logits), 1)``: the pixels of one data point as one event, with log-mass
+
+        log p(x) = sum_d [x_d l_d - softplus(l_d)] = x . l - sum_d softplus(l_d).
+
+    Without autograd (evaluation) it is computed as one batched dot product (einsum: a matrix product, no broadcast
+    copy) and one softplus-and-sum: two passes over a (particles x points x pixels) tensor instead of the elementwise
+    form's four, which took three quarters of the importance-sampling time at K=5000. Under autograd (training) it is
+    ``-sum_d BCE_with_logits(l_d, x_d)``, negated after the sum: that backward is one fused kernel (sigmoid(l) - x), and
+    cheaper at training batch sizes than the dot product's and softplus's (measured 1.10 against 1.20 times the
+    hand-written step at batch 128). Both equal the Bernoulli log-mass for every x, binary or not.
+    Construct it as ``BernoulliLogitsImage(BernoulliLogits(logits=l), 1)`` so that Pyro's ``expand`` keeps working."""
+
+    def log_prob(self, value):
+        logits = self.base_dist.logits
+        if self.reinterpreted_batch_ndims != 1:
+            return super().log_prob(value)
+        value = value.to(logits.dtype)
+        if logits.requires_grad and torch.is_grad_enabled():
+            if value.shape != logits.shape:
+                shape = torch.broadcast_shapes(value.shape, logits.shape)
+                logits, value = logits.expand(shape), value.expand(shape)
+            return -F.binary_cross_entropy_with_logits(logits, value, reduction="none").sum(-1)
+        return torch.einsum("...d,...d->...", value, logits) - F.softplus(logits).sum(-1)
+
+
 @LIKELIHOODS.register("bernoulli", summary="Bernoulli(logits) per pixel; binary data only")
 class BernoulliLikelihood(nn.Module):
     """p(x|z) = prod_d Bernoulli(x_d; sigmoid(f(z)_d)), for data in {0, 1}."""
@@ -40,7 +66,8 @@ class BernoulliLikelihood(nn.Module):
     is_discrete = True  # a pmf: NLL / (D ln 2) is bits per dimension
 
     def forward(self, out: torch.Tensor):
-        return BernoulliLogits(logits=full_precision(out), validate_args=False).to_event(1)  # fp32 log-densities under bf16
+        base = BernoulliLogits(logits=full_precision(out), validate_args=False)  # fp32 log-densities under bf16
+        return BernoulliLogitsImage(base, 1, validate_args=False)
 
     def mean(self, out):
         return torch.sigmoid(out)

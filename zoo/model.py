@@ -10,6 +10,7 @@ are nats per data point once divided by B. Besides the Pyro model it declares
   vector models, a conv net for image models), so swapping the guide never changes the model;
 * :meth:`sample` / :meth:`decode_mean` -- what reports need to draw samples and reconstructions.
 """
+import functools
 from typing import List, Optional, Tuple
 
 import pyro
@@ -78,5 +79,13 @@ class ZooModel(nn.Module):
 
 
 def data_plate(x: torch.Tensor):
-    """The data plate every model and guide uses: one slot per data point of the mini-batch, at dim -1."""
-    return pyro.plate("data", x.shape[0], dim=-1)
+    """The data plate every model and guide uses: one slot per data point of the mini-batch, at dim -1.
+
+    The plate's indices ``arange(n)`` are built once per (n, device) and handed to it, instead of Pyro creating them
+    (and probing the default device) at every entry: two plates a step, ~0.1 ms of a 4 ms training step."""
+    return pyro.plate("data", x.shape[0], dim=-1, subsample=_plate_indices(x.shape[0], x.device))
+
+
+@functools.lru_cache(maxsize=8)
+def _plate_indices(n: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(n, device=device)

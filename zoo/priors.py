@@ -7,23 +7,41 @@ A prior is an ``nn.Module`` called as ``prior(batch_size, like)`` that returns a
 import pyro.distributions as dist
 import torch
 from torch import nn
+from torch.distributions import register_kl
 
 from zoo.registry import Registry
 
 PRIORS = Registry("prior")
 
 
+class StandardNormal(dist.Normal):
+    """N(0, 1) as its own class, so that KL(N(mu, sigma^2) || N(0, 1)) dispatches to the closed form below."""
+
+
+@register_kl(dist.Normal, StandardNormal)
+def _kl_normal_standard_normal(p, q):
+    """KL(N(mu, sigma^2) || N(0, 1)) = (mu^2 + sigma^2 - 1) / 2 - log sigma  (Kingma & Welling 2014, appendix B):
+    the same value as torch's Normal-Normal KL in seven elementwise operations instead of ten."""
+    return 0.5 * (p.loc.pow(2) + p.scale.pow(2) - 1) - p.scale.log()
+
+
 @PRIORS.register("standard", summary="N(0, I)")
 class StandardNormalPrior(nn.Module):
-    """p(z) = N(z; 0, I)."""
+    """p(z) = N(z; 0, I). It has no parameters, so the distribution for one (batch size, device, dtype) is built
+    once and handed out again at every step."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim
+        self._cached = (None, None)
 
     def forward(self, batch_size: int, like: torch.Tensor):
-        zeros = like.new_zeros(())
-        return dist.Normal(zeros, 1.0, validate_args=False).expand([batch_size, self.dim]).to_event(1)
+        key = (batch_size, like.device, like.dtype)
+        if self._cached[0] != key:
+            zeros = like.new_zeros(())
+            fn = StandardNormal(zeros, 1.0, validate_args=False).expand([batch_size, self.dim]).to_event(1)
+            self._cached = (key, fn)
+        return self._cached[1]
 
 
 def build_prior(spec: str, dim: int, **context) -> nn.Module:
