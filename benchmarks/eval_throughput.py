@@ -1,38 +1,59 @@
 """Evaluation throughput and memory: the zoo's importance-sampled log-likelihood beside pythae's ``get_nll``.
 
 Same network (MLP 784-400-20, ReLU, Bernoulli decoder), same test digits, same K. Throughput is data points x
-importance samples per second. pythae is an optional benchmark dependency (``pip install pythae``); without it only the
-zoo's figures are printed. Peak resident memory of the zoo's evaluation is measured in fresh subprocesses at two K:
-it must differ by less than one chunk of particles (the evaluation holds one chunk and one batch's log-weights).
+importance samples per second. The zoo's network is trained for a few epochs first, so that the float32 and bfloat16
+(``precision="bf16"``: networks under autocast, log-densities float32) estimates can be compared on a fitted model;
+the paired difference of their NLLs is printed with its standard error. pythae is an optional benchmark dependency
+(``pip install pythae``); without it only the zoo's figures are printed. Its ``get_nll`` is run at its default batch
+size (100) and at batch K.
+
+Peak resident memory of the zoo's evaluation is measured in fresh subprocesses at two K: the evaluation holds one chunk
+of particles and O(sqrt K) log-weights per point, so the two peaks must differ by less than one chunk.
 
     python benchmarks/eval_throughput.py --points 100 --samples 5000 --memory-samples 5000,50000
 """
 import argparse
 import json
+import math
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
 
 
-def zoo_throughput(points, samples):
-    from inference.evaluation import importance_sample
+def zoo_network(train_epochs):
+    """The zoo's vae/diagonal on mnist5k, trained for ``train_epochs`` (weights do not change the throughput)."""
     from inference.training import TrainConfig
-    from zoo.cli.assemble import build_components
-    from zoo.cli.runs import make_config
-    from zoo.data import load_dataset
+    from zoo.cli.assemble import build_components, load_run
+    from zoo.cli.runs import make_config, train_run
 
-    data = load_dataset("mnist5k", binarize="dynamic", seed=0)
     cfg = make_config("vae", "diagonal", "elbo", "mnist5k", "dynamic",
-                      {"latent_dim": 20, "hidden": [400], "likelihood": "bernoulli"}, TrainConfig(), device="cpu")
-    comps = build_components(cfg, torch.device("cpu"), data=data)
+                      {"latent_dim": 20, "hidden": [400], "likelihood": "bernoulli"},
+                      TrainConfig(epochs=max(train_epochs, 1), progress=False), device="cpu")
+    if train_epochs <= 0:
+        comps = build_components(cfg, torch.device("cpu"))
+    else:
+        with tempfile.TemporaryDirectory() as out:
+            train_run(cfg, out, progress=False)
+            comps = load_run(out, torch.device("cpu"))
     comps.model.eval(), comps.guide.eval()
-    x = data.test.x[:points]
-    importance_sample(comps.model, comps.guide, x[:2], num_samples=10)  # imports and first-call costs
-    t0 = time.perf_counter()
-    importance_sample(comps.model, comps.guide, x, num_samples=samples)
-    return points * samples / (time.perf_counter() - t0), x
+    return comps
+
+
+def zoo_throughput(comps, x, samples, precision, repeats):
+    from inference.evaluation import importance_sample
+
+    importance_sample(comps.model, comps.guide, x[:2], num_samples=10, precision=precision)  # first-call costs
+    rates, result = [], None
+    for r in range(repeats):
+        torch.manual_seed(r)
+        t0 = time.perf_counter()
+        result = importance_sample(comps.model, comps.guide, x, num_samples=samples, precision=precision)
+        rates.append(x.shape[0] * samples / (time.perf_counter() - t0))
+    return statistics.median(rates), -result["log_px"]
 
 
 def pythae_throughput(x, samples, batch_size):
@@ -63,6 +84,7 @@ def pythae_throughput(x, samples, batch_size):
     model.eval()
     data = x.reshape(-1, 1, 28, 28)
     with torch.no_grad():
+        model.get_nll(data[:1], n_samples=batch_size, batch_size=batch_size)  # first-call costs
         t0 = time.perf_counter()
         model.get_nll(data, n_samples=samples, batch_size=batch_size)
     return x.shape[0] * samples / (time.perf_counter() - t0)
@@ -82,7 +104,7 @@ cfg = make_config('vae', 'diagonal', 'elbo', 'mnist5k', 'dynamic', {'latent_dim'
 c = build_components(cfg, torch.device('cpu'), data=data)
 x = data.test.x[:%(points)d]
 importance_sample(c.model, c.guide, x, num_samples=%(samples)d, batch_size=%(batch)d)
-chunk = _chunk_sizes(%(batch)d, %(samples)d, 784, 2**23)
+chunk = _chunk_sizes(%(batch)d, %(samples)d, 784)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, chunk * %(batch)d * 784 * 4 / 2**20)
 """
 
@@ -97,33 +119,49 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--points", type=int, default=100)
     p.add_argument("--samples", type=int, default=5000)
+    p.add_argument("--repeats", type=int, default=3, help="zoo timings: median over repeats")
+    p.add_argument("--train-epochs", type=int, default=5, help="train the zoo's network first (0: random weights)")
     p.add_argument("--pythae-points", type=int, default=20, help="pythae loops per point: fewer points suffice")
     p.add_argument("--memory-samples", default="5000,50000")
     p.add_argument("--memory-points", type=int, default=100)
     args = p.parse_args()
-    zoo_rate, x = zoo_throughput(args.points, args.samples)
-    print(f"evaluation throughput at K={args.samples} (point-samples per second, CPU threads {torch.get_num_threads()})")
-    print(f"  zoo importance_sample     {zoo_rate:>12,.0f}")
+    from zoo.data import load_dataset
+
+    x = load_dataset("mnist5k", binarize="dynamic", seed=0).test.x[:args.points]
+    comps = zoo_network(args.train_epochs)
+    rows = {prec: zoo_throughput(comps, x, args.samples, prec, args.repeats) for prec in ("fp32", "bf16")}
+    print(f"evaluation throughput at K={args.samples}, {args.points} mnist5k test digits "
+          f"(point-samples per second, CPU threads {torch.get_num_threads()})")
+    nll32 = rows["fp32"][1]
+    for prec, (rate, nll) in rows.items():
+        d = nll - nll32
+        se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+        print(f"  zoo importance_sample {prec}  {rate:>12,.0f}   NLL {nll.mean():8.3f}"
+              + (f"  (bf16 - fp32: {d.mean():+.4f} +- {se:.4f} nats)" if prec != "fp32" else ""))
+    pythae_rate = None
     try:
         import pythae  # noqa: F401
     except ImportError:
-        print("  pythae                    not installed (pip install pythae) -- no ratio")
+        print("  pythae                        not installed (pip install pythae) -- no ratio")
     else:
         for bs in (100, args.samples):
             rate = pythae_throughput(x[:args.pythae_points], args.samples, bs)
-            print(f"  pythae get_nll(batch={bs:<5}) {rate:>10,.0f}   zoo / pythae = {zoo_rate / rate:.2f}")
-    rows = []
+            pythae_rate = pythae_rate or rate
+            print(f"  pythae get_nll(batch={bs:<5})    {rate:>10,.0f}   zoo fp32 / pythae = "
+                  f"{rows['fp32'][0] / rate:.2f}, zoo bf16 / pythae = {rows['bf16'][0] / rate:.2f}")
+    mem = []
     for k in [int(v) for v in args.memory_samples.split(",")]:
         peak, chunk = peak_memory_mib(args.memory_points, k)
-        rows.append((k, peak, chunk))
+        mem.append((k, peak, chunk))
     print(f"\npeak resident memory of the zoo's evaluation ({args.memory_points} points, fresh process)")
-    for k, peak, chunk in rows:
+    for k, peak, chunk in mem:
         print(f"  K={k:<7} {peak:8.1f} MiB   (one chunk of particles: {chunk:.1f} MiB)")
-    if len(rows) >= 2:
-        diff = rows[-1][1] - rows[0][1]
-        print(f"  difference {diff:.1f} MiB; one chunk {rows[0][2]:.1f} MiB -> "
-              f"{'bounded' if diff < rows[0][2] else 'NOT bounded'}")
-    print(json.dumps({"zoo_rate": zoo_rate}))
+    if len(mem) >= 2:
+        diff = mem[-1][1] - mem[0][1]
+        print(f"  difference {diff:.1f} MiB; one chunk {mem[0][2]:.1f} MiB -> "
+              f"{'bounded' if abs(diff) < mem[0][2] else 'NOT bounded'}")
+    print(json.dumps({"zoo_fp32": rows["fp32"][0], "zoo_bf16": rows["bf16"][0], "pythae": pythae_rate,
+                      "peak_mib": {k: peak for k, peak, _ in mem}}))
 
 
 if __name__ == "__main__":

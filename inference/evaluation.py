@@ -10,7 +10,8 @@ from which
   unit u is active when Cov_x(E_q[z_u|x]) > 0.01.
 
 Points are processed in batches and particles in chunks, so memory stays bounded by one chunk of
-``points x particles x data dim`` whatever K is; only the (points-in-batch, K) log-weights of one batch are held at once.
+``points x particles x data dim`` whatever K is: log p(x) is a running logsumexp, and PSIS keeps only the O(sqrt K)
+largest log-weights of each point, all that k-hat depends on.
 Every reported mean comes with its standard error over test points.
 """
 import math
@@ -20,40 +21,63 @@ import numpy as np
 import torch
 
 from inference.enumeration import enumeration_size, weight_terms_for
-from inference.psis import pareto_khat
+from inference.psis import pareto_khat_from_top, tail_length
+from zoo.networks.precision import autocast
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
 
-def _chunk_sizes(batch: int, num_samples: int, data_dim: int, budget: int):
+CHUNK_FLOATS = 2 ** 21  # floats in one (particles x points x data dim) chunk on a CPU: 8 MiB, elementwise passes in cache
+CHUNK_FLOATS_GPU = 2 ** 25  # 128 MiB on an accelerator: enough particles per launch to fill it
+
+
+def _chunk_sizes(batch: int, num_samples: int, data_dim: int, budget: int = CHUNK_FLOATS):
     per_particle = max(1, batch * max(data_dim, 1))
     chunk = max(1, min(num_samples, budget // per_particle))
     return chunk
 
 
 @torch.no_grad()
-def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100, budget=2**23,
-                      keep_log_weights=False, progress=None):
+def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100, budget=None,
+                      keep_log_weights=False, progress=None, precision="fp32"):
     """Run the protocol's sampling over the points of ``x``; returns a dict of per-point numpy arrays.
 
-    ``budget`` bounds the number of floats in one (particles x points x data dim) chunk."""
+    ``budget`` bounds the number of floats in one (particles x points x data dim) chunk (default: CHUNK_FLOATS on a
+    CPU, CHUNK_FLOATS_GPU elsewhere). Nothing of size K is held:
+    log p(x) is a running float64 logsumexp over chunks, and PSIS keeps only the M+1 = O(sqrt K) largest log-weights
+    of each point (all that k-hat depends on, :func:`inference.psis.pareto_khat_from_top`), so memory is one chunk
+    whatever K is, unless ``keep_log_weights`` asks for all (points, K) log-weights (the report's arviz export).
+    ``precision="bf16"`` runs the networks under bfloat16 autocast; log-densities and weights stay float32."""
     out = {k: [] for k in ("log_px", "elbo", "recon", "kl", "khat")}
     means, logw_all = [], []
     n = x.shape[0]
     terms_fn = weight_terms_for(model)  # models with a categorical latent: y summed out inside the weights
+    keep = min(num_samples, tail_length(num_samples) + 1)
+    if budget is None:
+        budget = CHUNK_FLOATS if x.device.type == "cpu" else CHUNK_FLOATS_GPU
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
         yb = None if y is None else y[start:start + batch_size]
         chunk = _chunk_sizes(xb.shape[0], num_samples, x.shape[1] * enumeration_size(model), budget)
-        log_w, elbo_sum, log_obs, kl, zsum = None, 0.0, 0.0, 0.0, {}
+        lse, top, finite, full = None, None, None, None
+        elbo_sum, log_obs, kl, zsum = 0.0, 0.0, 0.0, {}
         done = 0
         while done < num_samples:
             k = min(chunk, num_samples - done)
-            t = terms_fn(model, guide, xb, yb, k)
-            if log_w is None:  # one (K, b) buffer per batch of points, filled chunk by chunk
-                log_w = t.log_w.new_empty((num_samples, xb.shape[0]))
-            log_w[done:done + k] = t.log_w
-            elbo_sum = elbo_sum + getattr(t, "elbo", t.log_w).double().sum(0)
+            with autocast(precision, xb.device.type):
+                t = terms_fn(model, guide, xb, yb, k)
+            log_w = t.log_w
+            ok = torch.isfinite(log_w).all(0)
+            finite = ok if finite is None else finite & ok
+            part = torch.logsumexp(log_w.double(), 0)
+            lse = part if lse is None else torch.logaddexp(lse, part)
+            pool = log_w if top is None else torch.cat([top, log_w])
+            top = pool if pool.shape[0] <= keep else torch.topk(pool, keep, dim=0, sorted=False).values
+            if keep_log_weights:
+                if full is None:
+                    full = log_w.new_empty((num_samples, xb.shape[0]))
+                full[done:done + k] = log_w
+            elbo_sum = elbo_sum + getattr(t, "elbo", log_w).double().sum(0)
             log_obs = log_obs + t.log_obs.sum(0)
             kl = kl + (t.log_q - t.log_prior).sum(0)
             for name, z in t.latents.items():
@@ -62,19 +86,19 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
             done += k
             if progress is not None:
                 progress.update(k * xb.shape[0])
-        if not bool(torch.isfinite(log_w).all()):
-            bad = int((~torch.isfinite(log_w)).any(0).sum())
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
             raise FloatingPointError(f"{bad} test points have non-finite importance weights; the model or guide "
                                      "produced NaN/inf log-densities (nothing is dropped from the estimate)")
-        out["log_px"].append((_logsumexp64(log_w) - math.log(num_samples)).cpu())
+        out["log_px"].append((lse - math.log(num_samples)).cpu())
         out["elbo"].append((elbo_sum / num_samples).cpu())
         out["recon"].append((log_obs / num_samples).double().cpu())
         out["kl"].append((kl / num_samples).double().cpu())
-        out["khat"].append(_khat(log_w))
+        out["khat"].append(_khat(top, num_samples))
         if zsum:
             means.append(torch.cat([zsum[k] / num_samples for k in sorted(zsum)], dim=-1).double().cpu())
         if keep_log_weights:
-            logw_all.append(log_w.T.float().cpu())
+            logw_all.append(full.T.float().cpu())
     result = {k: torch.cat(v).numpy() for k, v in out.items()}
     result["posterior_means"] = torch.cat(means).numpy() if means else None
     if keep_log_weights:
@@ -82,17 +106,11 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
     return result
 
 
-def _logsumexp64(log_w: torch.Tensor, rows: int = 8) -> torch.Tensor:
-    """logsumexp over particles (dim 0) in float64, a few points at a time (bounded extra memory)."""
-    return torch.cat([torch.logsumexp(log_w[:, i:i + rows].double(), 0) for i in range(0, log_w.shape[1], rows)])
-
-
-def _khat(log_w: torch.Tensor, rows: int = 8) -> torch.Tensor:
-    """PSIS k-hat per point (column) of ``log_w`` (K, b), a few points at a time so arviz's float64 copies stay small."""
-    if log_w.shape[0] < 5:
-        return torch.full((log_w.shape[1],), float("nan"), dtype=torch.float64)
-    parts = [pareto_khat(log_w[:, i:i + rows].T.double().cpu().numpy()) for i in range(0, log_w.shape[1], rows)]
-    return torch.from_numpy(np.concatenate(parts))
+def _khat(top: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """PSIS k-hat per point (column) from the (M+1, b) largest log-weights of each point."""
+    if num_samples < 5:
+        return torch.full((top.shape[1],), float("nan"), dtype=torch.float64)
+    return torch.from_numpy(pareto_khat_from_top(top.T.double().cpu().numpy(), num_samples))
 
 
 def mean_se(values: np.ndarray) -> dict:

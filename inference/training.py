@@ -8,7 +8,6 @@ Reproducibility: the epoch's permutation and its dynamic binarization are drawn 
 (seed, epoch), and the global torch RNG (which Pyro samples from) is saved in every checkpoint, so a run killed at any
 step and resumed from its last checkpoint ends with exactly the parameters of an uninterrupted run.
 """
-import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ import torch
 from inference import checkpoint as ckpt
 from inference import distributed as ddp
 from inference import run_dir as rd
+from zoo.networks.precision import PRECISIONS, autocast
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Trainer:
         self.dist = ddp.current()
         self.device = data.train.x.device
         self.loss_module = ddp.wrap(model, guide, objective, self.dist, self.device)
-        if config.precision not in ("fp32", "bf16"):
+        if config.precision not in PRECISIONS:
             from zoo.errors import ConfigError
 
             raise ConfigError(f"--precision must be fp32 or bf16, got {config.precision!r}")
@@ -150,9 +150,7 @@ class Trainer:
         return float(total) / len(split)
 
     def _autocast(self):
-        if self.config.precision != "bf16":
-            return contextlib.nullcontext()  # cheaper than a disabled autocast context on every step
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return autocast(self.config.precision, self.device.type)
 
     def fit(self, resume: bool = False, on_step: Optional[Callable[[int], None]] = None) -> dict:
         c = self.config

@@ -115,6 +115,13 @@ def test_evaluate_and_sample(digits_run, capsys):
     # log p(x) >= ELBO on average: NLL <= -ELBO
     assert ev["nll"]["mean"] <= ev["neg_elbo"]["mean"] + 1e-6
     assert ev["neg_elbo"]["mean"] == pytest.approx(ev["kl"]["mean"] - ev["recon"]["mean"], rel=1e-6)
+    assert ev["protocol"]["precision"] == "fp32"
+    code, out, _ = run(["evaluate", digits_run, "--samples", "200", "--no-progress"], capsys)
+    nll32 = json.load(open(os.path.join(digits_run, "eval.json")))["nll"]
+    code, out, _ = run(["evaluate", digits_run, "--samples", "200", "--no-progress", "--precision", "bf16"], capsys)
+    ev16 = json.load(open(os.path.join(digits_run, "eval.json")))
+    assert code == 0 and ev16["protocol"]["precision"] == "bf16"
+    assert abs(ev16["nll"]["mean"] - nll32["mean"]) < 4 * nll32["se"]  # same estimate up to Monte Carlo error
     code, out, _ = run(["sample", digits_run, "-n", "16"], capsys)
     from PIL import Image
 

@@ -11,6 +11,7 @@ from guides.base import build_guide
 from inference.evaluation import importance_sample
 from inference.importance import log_mean_exp, weight_terms
 from inference.objectives import build_objective
+from inference.psis import pareto_khat, pareto_khat_from_top, tail_length
 from inference.training import TrainConfig, Trainer
 from zoo.data.base import Dataset, Split
 from zoo.vae import VAE
@@ -69,6 +70,46 @@ def test_small_chunks_give_the_same_estimate(trained_linear):
     b = importance_sample(model, guide, x, num_samples=300, batch_size=20, budget=20 * 5 * 7)  # chunks of 7
     assert abs(a["log_px"].mean() - b["log_px"].mean()) < 0.05
     assert abs(a["log_px"].mean() - _exact_log_px(model, x).mean().item()) < 0.1
+
+
+def test_streamed_log_px_and_khat_equal_those_of_all_the_log_weights(trained_linear):
+    """The running logsumexp over chunks and the k-hat from the O(sqrt K) largest weights are the values that all K
+    log-weights give (the evaluation no longer holds them; keep_log_weights still returns them for the export)."""
+    model, guide, data = trained_linear
+    x = data.test.x[:30]
+    for k, budget in ((400, 30 * 5 * 7), (60, 30 * 5 * 60), (7, 30 * 5 * 2)):
+        torch.manual_seed(4)
+        est = importance_sample(model, guide, x, num_samples=k, batch_size=12, budget=budget, keep_log_weights=True)
+        log_w = torch.as_tensor(est["log_weights"]).double()  # (points, K)
+        assert log_w.shape == (30, k)
+        np.testing.assert_allclose(est["log_px"], (torch.logsumexp(log_w, 1) - math.log(k)).numpy(),
+                                   rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(est["khat"], pareto_khat(log_w.numpy()))
+
+
+def test_khat_from_the_largest_weights_equals_khat_from_all_of_them():
+    rng = np.random.default_rng(0)
+    for k in (5, 9, 50, 1000, 20000):
+        log_w = rng.standard_t(df=2, size=(6, k)) * 2  # heavy tails: k-hat well away from 0
+        m = tail_length(k) + 1
+        top = -np.sort(-log_w, axis=1)[:, :m]
+        rng.shuffle(top, axis=1)  # any order
+        np.testing.assert_array_equal(pareto_khat_from_top(top, k), pareto_khat(log_w))
+    with pytest.raises(ValueError, match="largest log-weights"):
+        pareto_khat_from_top(top[:, :3], 20000)
+
+
+def test_bf16_evaluation_keeps_float32_weights_and_is_close_to_float32(trained_linear):
+    model, guide, data = trained_linear
+    x = data.test.x[:40]
+    torch.manual_seed(5)
+    full = importance_sample(model, guide, x, num_samples=200, batch_size=40)
+    torch.manual_seed(5)
+    half = importance_sample(model, guide, x, num_samples=200, batch_size=40, precision="bf16",
+                             keep_log_weights=True)
+    assert half["log_weights"].dtype == np.float32
+    assert not np.array_equal(full["log_px"], half["log_px"])  # the networks did run in bfloat16
+    assert np.abs(full["log_px"] - half["log_px"]).mean() < 0.05
 
 
 def test_iwae_bound_increases_with_k(trained_linear):

@@ -129,6 +129,8 @@ def build_parser():
     e.add_argument("--samples", type=_positive_int, default=5000, help="importance samples K per test point")
     e.add_argument("--split", choices=["test", "valid"], default="test")
     e.add_argument("--batch-size", type=_positive_int, default=100)
+    e.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: run the networks under bfloat16 autocast (log-densities and weights stay float32)")
     e.add_argument("--device", default="auto")
     e.add_argument("--no-progress", action="store_true")
 
@@ -261,7 +263,7 @@ def cmd_evaluate(args):
     from zoo.cli.runs import evaluate_run
 
     summary = evaluate_run(args.run_dir, args.samples, args.split, args.batch_size, args.device,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, precision=args.precision)
     print_eval(summary)
     print(f"wrote {os.path.join(args.run_dir, 'eval.json')}")
     return 0

@@ -52,7 +52,7 @@ def train_run(config: dict, out: str, resume: bool = False, on_step=None, progre
 
 
 def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", batch_size: int = 100,
-                 device=None, progress=True, keep_log_weights=True) -> dict:
+                 device=None, progress=True, keep_log_weights=True, precision="fp32") -> dict:
     """Evaluate the best weights of a run with the zoo's protocol; write eval.json and eval_points.pt."""
     comps = load_run(run_dir, resolve_device(device or "auto"))
     data_split = getattr(comps.data, split)
@@ -68,7 +68,7 @@ def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", bat
                    unit_scale=True, leave=False, dynamic_ncols=True, mininterval=0.5)
     t0 = time.perf_counter()
     samples = importance_sample(comps.model, comps.guide, data_split.x, data_split.y, num_samples, batch_size,
-                                keep_log_weights=keep_log_weights, progress=bar)
+                                keep_log_weights=keep_log_weights, progress=bar, precision=precision)
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
@@ -80,7 +80,8 @@ def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", bat
                         pixels=comps.data.image_shape is not None and discrete, dequantization_bins=bins)
     summary["protocol"] = {"num_samples": num_samples, "split": split, "num_points": len(data_split),
                            "binarize": comps.data.binarize, "data": comps.config["data"]["name"],
-                           "weights": "best validation epoch", "estimator": "logsumexp_k log w_k - log K"}
+                           "weights": "best validation epoch", "estimator": "logsumexp_k log w_k - log K",
+                           "precision": precision}
     if exact:
         summary["protocol"]["estimator"] = "exact log-likelihood (model without latent variables, K = 1)"
     if bins:
