@@ -87,7 +87,7 @@ def test_labelled_batch_is_log_p_x_y_plus_the_auxiliary_term_and_nothing_enumera
     pyro.set_rng_seed(3)
     bound = _hand_labelled(model, guide, x, y)
     aux = alpha * F.cross_entropy(guide.classify(x), y, reduction="sum")  # B * mean = sum when all are labelled
-    assert float(loss) == pytest.approx(float(bound + aux), rel=1e-4)
+    assert float(loss.detach()) == pytest.approx(float((bound + aux).detach()), rel=1e-4)
 
 
 def test_mixed_batch_is_the_labelled_plus_the_unlabelled_part():
