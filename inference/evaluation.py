@@ -43,10 +43,10 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
     """Run the protocol's sampling over the points of ``x``; returns a dict of per-point numpy arrays.
 
     ``budget`` bounds the number of floats in one (particles x points x data dim) chunk (default: CHUNK_FLOATS on a
-    CPU, CHUNK_FLOATS_GPU elsewhere). Nothing of size K is held:
-    log p(x) is a running float64 logsumexp over chunks, and PSIS keeps only the M+1 = O(sqrt K) largest log-weights
-    of each point (all that k-hat depends on, :func:`inference.psis.pareto_khat_from_top`), so memory is one chunk
-    whatever K is, unless ``keep_log_weights`` asks for all (points, K) log-weights (the report's arviz export).
+    CPU, CHUNK_FLOATS_GPU elsewhere). Nothing of size K is held: log p(x) is a running float64 logsumexp over chunks,
+    and PSIS keeps only the M+1 = O(sqrt K) largest log-weights of each point (all that k-hat depends on,
+    :func:`inference.psis.pareto_khat_from_top`), so memory is one chunk whatever K is, unless ``keep_log_weights``
+    asks for all (points, K) log-weights (the report's arviz export).
     ``precision="bf16"`` runs the networks under bfloat16 autocast; log-densities and weights stay float32."""
     out = {k: [] for k in ("log_px", "elbo", "recon", "kl", "khat")}
     means, logw_all = [], []

@@ -73,7 +73,7 @@ class Trainer:
         if config.precision not in PRECISIONS:
             from zoo.errors import ConfigError
 
-            raise ConfigError(f"--precision must be fp32 or bf16, got {config.precision!r}")
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
         n = len(data.train)
         self.global_batch = config.batch_size * self.dist.world_size
         if self.dist.world_size > 1:  # equal shards on every rank: an incomplete last global batch is dropped

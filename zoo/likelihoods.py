@@ -39,10 +39,10 @@ class BernoulliLogitsImage(dist.Independent):
 
     Without autograd (evaluation) it is computed as a product-and-sum and a softplus-and-sum: two passes over a
     (particles x points x pixels) tensor instead of the elementwise form's four, which took three quarters of the
-    importance-sampling time at K=5000. (Not an einsum: CPU autocast would run its matrix product in bfloat16.) Under autograd (training) it is
-    ``-sum_d BCE_with_logits(l_d, x_d)``, negated after the sum: that backward is one fused kernel (sigmoid(l) - x), and
-    cheaper at training batch sizes than the dot product's and softplus's (measured 1.10 against 1.20 times the
-    hand-written step at batch 128). Both equal the Bernoulli log-mass for every x, binary or not.
+    importance-sampling time at K=5000. (Not an einsum: CPU autocast would run its matrix product in bfloat16.)
+    Under autograd (training) it is ``-sum_d BCE_with_logits(l_d, x_d)``, negated after the sum: that backward is one
+    fused kernel (sigmoid(l) - x), cheaper at training batch sizes than the product's and softplus's (measured 1.10
+    against 1.20 times the hand-written step at batch 128). Both equal the Bernoulli log-mass for every x.
     Construct it as ``BernoulliLogitsImage(BernoulliLogits(logits=l), 1)`` so that Pyro's ``expand`` keeps working."""
 
     def log_prob(self, value):

@@ -99,4 +99,4 @@ class M1(VAE):
         self.fitted.fill_(True)
         with torch.no_grad():
             train_error = float((self.classifier(f).argmax(-1) != t).float().mean())
-        return {"labelled_points": int(has.sum()), "classifier_loss": float(loss), "train_error": train_error}
+        return {"labelled_points": int(has.sum()), "classifier_loss": float(loss.detach()), "train_error": train_error}
