@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from zoo.cli.main import main
 
@@ -122,6 +123,11 @@ def test_evaluate_and_sample(digits_run, capsys):
     ev16 = json.load(open(os.path.join(digits_run, "eval.json")))
     assert code == 0 and ev16["protocol"]["precision"] == "bf16"
     assert abs(ev16["nll"]["mean"] - nll32["mean"]) < 4 * nll32["se"]  # same estimate up to Monte Carlo error
+    points = torch.load(os.path.join(digits_run, "eval_points.pt"), weights_only=True)
+    assert points["log_weights"].shape == (ev16["protocol"]["num_points"], 200)  # kept for the arviz export
+    code, out, _ = run(["evaluate", digits_run, "--samples", "20", "--no-progress", "--no-log-weights"], capsys)
+    points = torch.load(os.path.join(digits_run, "eval_points.pt"), weights_only=True)
+    assert code == 0 and "log_weights" not in points and points["log_px"].shape == (ev16["protocol"]["num_points"],)
     code, out, _ = run(["sample", digits_run, "-n", "16"], capsys)
     from PIL import Image
 

@@ -131,6 +131,8 @@ def build_parser():
     e.add_argument("--batch-size", type=_positive_int, default=100)
     e.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: run the networks under bfloat16 autocast (log-densities and weights stay float32)")
+    e.add_argument("--no-log-weights", action="store_true",
+                   help="do not keep the (points x K) log-weights for the report's arviz export (memory flat in K)")
     e.add_argument("--device", default="auto")
     e.add_argument("--no-progress", action="store_true")
 
@@ -263,7 +265,8 @@ def cmd_evaluate(args):
     from zoo.cli.runs import evaluate_run
 
     summary = evaluate_run(args.run_dir, args.samples, args.split, args.batch_size, args.device,
-                           progress=not args.no_progress, precision=args.precision)
+                           progress=not args.no_progress, precision=args.precision,
+                           keep_log_weights=not args.no_log_weights)
     print_eval(summary)
     print(f"wrote {os.path.join(args.run_dir, 'eval.json')}")
     return 0
