@@ -149,6 +149,17 @@ class Trainer:
         total = ddp.all_reduce_mean(torch.as_tensor(total, dtype=torch.float64, device=self.device), self.dist)
         return float(total) / len(split)
 
+    def _check_finite(self, value: float, epoch: int, where: str):
+        """Divergence is checked where the loss is read anyway (a checkpoint, the epoch's end), never per step: a NaN
+        stops the run before that state is written, so checkpoint.pt keeps the last finite one."""
+        if not math.isfinite(value):
+            from zoo.errors import TrainingDiverged
+
+            raise TrainingDiverged(
+                f"training diverged: epoch {epoch + 1}, {where}, is {value}; nothing of it was saved, and "
+                f"{rd.CHECKPOINT} in {self.run_dir} holds the last finite state. Train again with a smaller --lr "
+                f"(now {self.config.lr:g})" + (" or --precision fp32" if self.config.precision != "fp32" else ""))
+
     def _autocast(self):
         return autocast(self.config.precision, self.device.type)
 
@@ -200,18 +211,24 @@ class Trainer:
                             seen = min((step + 1) * c.batch_size, len(train))
                             bar.set_postfix(loss=f"{float(epoch_sum) / seen:.2f}", refresh=False)
                     if c.checkpoint_every and p["global_step"] % c.checkpoint_every == 0 and step + 1 < self.steps_per_epoch:
-                        p["epoch_loss_sum"], p["epoch_seconds"] = float(epoch_sum), time.perf_counter() - t0
+                        # the ranks' mean: after a resume every rank restarts from it, and the epoch-end sum over
+                        # ranks is then the uninterrupted run's
+                        partial = float(ddp.all_reduce_mean(epoch_sum, self.dist))
+                        self._check_finite(partial, epoch, f"step {step + 1}")
+                        p["epoch_loss_sum"], p["epoch_seconds"] = partial, time.perf_counter() - t0
                         self.save_checkpoint()
                     if on_step is not None:
                         on_step(p["global_step"])
                 seconds = time.perf_counter() - t0
                 seen = min(self.steps_per_epoch * self.global_batch, len(train))
-                epoch_sum = ddp.all_reduce_mean(epoch_sum, self.dist) * self.dist.world_size
+                epoch_sum = float(ddp.all_reduce_mean(epoch_sum, self.dist) * self.dist.world_size)
+                self._check_finite(epoch_sum, epoch, "its training loss")
                 self.model.eval()
                 self.guide.eval()
                 t1 = time.perf_counter()
                 valid = self.validation_loss()
-                row = {"epoch": epoch, "train_loss": float(epoch_sum) / seen, "valid_loss": valid,
+                self._check_finite(valid, epoch, "its validation loss")
+                row = {"epoch": epoch, "train_loss": epoch_sum / seen, "valid_loss": valid,
                        "kl_weight": self.objective.kl_weight, "seconds": seconds,
                        "valid_seconds": time.perf_counter() - t1, "step": p["global_step"]}
                 warmed_up = c.warmup <= 0 or epoch + 1 >= c.warmup

@@ -19,3 +19,7 @@ class DataError(ZooError):
 
 class RunDirError(ZooError):
     """A run directory that is missing, incomplete, or belongs to another model."""
+
+
+class TrainingDiverged(ZooError, FloatingPointError):
+    """The training loss became NaN or infinite; the run stopped before writing that state."""

@@ -32,8 +32,9 @@ bpd = -log p(v) / (D ln 2) + 8, an upper bound on the discrete model's -log2 P(k
 so with ``dequantization_bins = 256`` and ``zoo evaluate`` adds the 8 there. Binarized data (all values 0 or 1) are
 refused: a continuous density of binary data is meaningless; these models default to ``--binarize none``.
 
-A log-likelihood that is NaN or infinite raises :class:`NonFiniteLogLikelihood` (training and evaluation); it is never
-dropped.
+A log-likelihood that is NaN or infinite is never dropped: in evaluation it raises :class:`NonFiniteLogLikelihood`,
+in training the run stops with :class:`~zoo.errors.TrainingDiverged` at the next checkpoint or epoch end (no host sync
+per step), before that state is written.
 
 Sampling: :meth:`FlowModel.sample` draws z ~ base scaled by a temperature T (z = T * eps; T = 0 gives the base mean)
 and returns f^{-1}(z) (for 8-bit models: values in about [0, 1], not re-quantized). :func:`interpolate` interpolates
@@ -89,11 +90,13 @@ class Reverse(FlowTransform):
 
 
 class FlowDistribution(dist.TransformedDistribution):
-    """``TransformedDistribution`` whose ``log_prob`` raises on a NaN or infinite value instead of returning it."""
+    """``TransformedDistribution`` whose ``log_prob`` raises on a NaN or infinite value instead of returning it, when
+    no gradient is being taken (evaluation, validation, sampling code). A training step is not checked here: that
+    would be a host-device synchronisation per step; the Trainer checks the summed loss where it reads it anyway."""
 
     def log_prob(self, value):
         lp = super().log_prob(value)
-        if not bool(torch.isfinite(lp).all()):
+        if not (torch.is_grad_enabled() and lp.requires_grad) and not bool(torch.isfinite(lp).all()):
             bad = int((~torch.isfinite(lp)).sum())
             raise NonFiniteLogLikelihood(
                 f"{bad} of {lp.numel()} flow log-likelihoods are NaN or infinite (diverged training? try a smaller "

@@ -137,6 +137,11 @@ def test_a_killed_distributed_run_resumes_exactly(runs, tmp_path):
     resumed = [torch.load(os.path.join(out, f"rank{r}.pt"), weights_only=True)["params"] for r in range(2)]
     assert torch.equal(resumed[0], resumed[1])
     assert torch.equal(resumed[0], ranks[0])  # bit for bit the uninterrupted run's parameters
+    from inference import run_dir as rd
+
+    for got, want in zip(rd.read_metrics(out), rd.read_metrics(ddp_out), strict=True):  # losses summed over ranks
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-12)
+        assert got["valid_loss"] == pytest.approx(want["valid_loss"], rel=1e-12)
 
 
 def test_torchrun_launch(tmp_path):

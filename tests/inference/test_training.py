@@ -84,6 +84,34 @@ def test_early_stopping_and_best_checkpoint(tmp_path):
     assert load(os.path.join(run, rd.BEST))["epoch"] == best["epoch"]
 
 
+@pytest.mark.parametrize("checkpoint_every", [0, 5])
+def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path, checkpoint_every):
+    """A NaN is caught where the loss is read anyway (mid-epoch checkpoint, epoch end), not per step, and nothing
+    non-finite is written: checkpoint.pt is the last finite state, one line of error says what to do."""
+    from inference.training import Trainer
+    from zoo.cli.assemble import build_components
+    from zoo.errors import TrainingDiverged
+
+    out = str(tmp_path / "run")
+    config = _config(epochs=3, checkpoint_every=checkpoint_every)
+    comps = build_components(config, torch.device("cpu"))
+    os.makedirs(out)
+    trainer = Trainer(comps.model, comps.guide, comps.objective, comps.data, TrainConfig(**config["train"]), out,
+                      "vae", config)
+
+    def poison(step):
+        if step == 30:  # mid second epoch (23 steps an epoch)
+            with torch.no_grad():
+                next(comps.model.parameters()).fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged, match="smaller --lr"):
+        trainer.fit(on_step=poison)
+    state = load(os.path.join(out, rd.CHECKPOINT))
+    assert state["progress"]["global_step"] == (30 if checkpoint_every else 23)
+    assert all(bool(torch.isfinite(t).all()) for part in ("model", "guide") for t in state[part].values())
+    assert len(rd.read_metrics(out)) == 1  # epoch 2 never reached the metrics
+
+
 def test_warmup_ramps_the_kl_weight_linearly(tmp_path):
     from inference.training import Trainer
 

@@ -174,12 +174,12 @@ def test_nan_is_an_error():
     model, x = prepared("maf")
     with torch.no_grad():
         model.flow_modules[0].arn.layers[-1].bias.fill_(float("nan"))
-    with pytest.raises(NonFiniteLogLikelihood):
+    with pytest.raises(NonFiniteLogLikelihood), torch.no_grad():
         model.log_prob(x)
     with pytest.raises(FloatingPointError):
         importance_sample(model, EmptyGuide(model), x, None, num_samples=1)
-    with pytest.raises(FloatingPointError):
-        build_objective("elbo").loss(model, EmptyGuide(model), x)
+    # a training step is not checked (no host sync per step): the Trainer stops at the epoch's end (test_training)
+    assert not torch.isfinite(build_objective("elbo").loss(model, EmptyGuide(model), x))
     with pytest.raises(ValueError):
         bits_per_dim(torch.tensor([1.0, float("nan")]), 2)
 
