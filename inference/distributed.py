@@ -91,6 +91,14 @@ def barrier(info: DistInfo):
         dist.barrier()
 
 
+def shutdown():
+    """Leave the process group together: a barrier first, so that no rank tears down its connections while another
+    is still writing or communicating (gloo aborts the process then), then destroy the group."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 class LossModule(nn.Module):
     """The objective as an ``nn.Module`` over model and guide, so DDP can wrap it: forward returns the summed loss."""
 

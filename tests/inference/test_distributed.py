@@ -88,7 +88,9 @@ def _worker(rank, world, port, data, out, crash_at=None, resume=False):
         torch.save({"params": params}, os.path.join(out, f"rank{rank}.pt"))
     except Crash:  # every rank stops after the same step, as when the job is killed
         pass
-    torch.distributed.destroy_process_group()
+    from inference.distributed import shutdown
+
+    shutdown()
 
 
 def _spawn(data, out, crash_at=None, resume=False):

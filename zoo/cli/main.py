@@ -227,9 +227,11 @@ def cmd_train(args):
             config["data"]["label_repeat"] = args.label_repeat or model_default(args.model, "label_repeat", 1)
         config["guide_options"] = dict(args.guide_option)
         state = train_run(config, out, progress=not args.no_progress)
-    from inference.distributed import current
+    from inference.distributed import current, shutdown
 
-    if not current().is_main:
+    is_main = current().is_main
+    shutdown()  # no-op without --distributed
+    if not is_main:
         return 0
     print(f"trained {state['epoch']} epochs (best validation loss {state['best_valid']:.3f} at epoch "
           f"{state['best_epoch'] + 1}{', stopped early' if state['stopped_early'] else ''}); run directory: {out}")
