@@ -62,30 +62,30 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
         lse, top, finite, full = None, None, None, None
         elbo_sum, log_obs, kl, zsum = 0.0, 0.0, 0.0, {}
         done = 0
-        while done < num_samples:
-            k = min(chunk, num_samples - done)
-            with autocast(precision, xb.device.type):
+        with autocast(precision, xb.device.type):  # one context a batch: the weights are cast to bf16 once
+            while done < num_samples:
+                k = min(chunk, num_samples - done)
                 t = terms_fn(model, guide, xb, yb, k)
-            log_w = t.log_w
-            ok = torch.isfinite(log_w).all(0)
-            finite = ok if finite is None else finite & ok
-            part = torch.logsumexp(log_w.double(), 0)
-            lse = part if lse is None else torch.logaddexp(lse, part)
-            pool = log_w if top is None else torch.cat([top, log_w])
-            top = pool if pool.shape[0] <= keep else torch.topk(pool, keep, dim=0, sorted=False).values
-            if keep_log_weights:
-                if full is None:
-                    full = log_w.new_empty((num_samples, xb.shape[0]))
-                full[done:done + k] = log_w
-            elbo_sum = elbo_sum + getattr(t, "elbo", log_w).double().sum(0)
-            log_obs = log_obs + t.log_obs.sum(0)
-            kl = kl + (t.log_q - t.log_prior).sum(0)
-            for name, z in t.latents.items():
-                if z.is_floating_point():
-                    zsum[name] = zsum.get(name, 0.0) + z.reshape(k, xb.shape[0], -1).sum(0)
-            done += k
-            if progress is not None:
-                progress.update(k * xb.shape[0])
+                log_w = t.log_w
+                ok = torch.isfinite(log_w).all(0)
+                finite = ok if finite is None else finite & ok
+                part = torch.logsumexp(log_w.double(), 0)
+                lse = part if lse is None else torch.logaddexp(lse, part)
+                pool = log_w if top is None else torch.cat([top, log_w])
+                top = pool if pool.shape[0] <= keep else torch.topk(pool, keep, dim=0, sorted=False).values
+                if keep_log_weights:
+                    if full is None:
+                        full = log_w.new_empty((num_samples, xb.shape[0]))
+                    full[done:done + k] = log_w
+                elbo_sum = elbo_sum + getattr(t, "elbo", log_w).double().sum(0)
+                log_obs = log_obs + t.log_obs.sum(0)
+                kl = kl + (t.log_q - t.log_prior).sum(0)
+                for name, z in t.latents.items():
+                    if z.is_floating_point():
+                        zsum[name] = zsum.get(name, 0.0) + z.reshape(k, xb.shape[0], -1).sum(0)
+                done += k
+                if progress is not None:
+                    progress.update(k * xb.shape[0])
         if not bool(finite.all()):
             bad = int((~finite).sum())
             raise FloatingPointError(f"{bad} test points have non-finite importance weights; the model or guide "
