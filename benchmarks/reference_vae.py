@@ -54,25 +54,30 @@ class ReferenceVAE(nn.Module):
         return torch.logsumexp(log_w, 0) - math.log(num_samples)
 
 
-def train_reference(data, epochs, batch_size=128, lr=1e-3, seed=0, latent_dim=20, hidden=400):
-    """Train on a zoo Dataset exactly as the zoo's Trainer streams it; returns (model, seconds per epoch list)."""
-    torch.manual_seed(seed)
-    model = ReferenceVAE(data.dim, latent_dim, hidden).to(data.train.x.device)
-    opt = make_optimizer(list(model.parameters()), lr)
-    n = len(data.train)
-    seconds = []
+def _train_epochs(data, epochs, batch_size, seed, params, loss_fn, lr):
+    """The zoo Trainer's data stream (per-epoch binarization and seeded permutation) with one fused Adam over
+    ``params``; ``loss_fn(xb)`` is the batch's summed loss. Returns the seconds of each epoch."""
+    opt = make_optimizer(params, lr)
+    n, seconds = len(data.train), []
     for epoch in range(epochs):
         t0 = time.perf_counter()
         x_epoch = data.train_epoch_x(epoch)
         perm = torch.randperm(n, generator=_epoch_generator(seed, epoch)).to(x_epoch.device)
         for start in range(0, n, batch_size):
             xb = x_epoch[perm[start:start + batch_size]]
-            loss = model.neg_elbo(xb) / xb.shape[0]
+            loss = loss_fn(xb) / xb.shape[0]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         seconds.append(time.perf_counter() - t0)
-    return model, seconds
+    return seconds
+
+
+def train_reference(data, epochs, batch_size=128, lr=1e-3, seed=0, latent_dim=20, hidden=400):
+    """Train on a zoo Dataset exactly as the zoo's Trainer streams it; returns (model, seconds per epoch list)."""
+    torch.manual_seed(seed)
+    model = ReferenceVAE(data.dim, latent_dim, hidden).to(data.train.x.device)
+    return model, _train_epochs(data, epochs, batch_size, seed, list(model.parameters()), model.neg_elbo, lr)
 
 
 def direct_flow_loss(model, guide, x):
@@ -106,17 +111,6 @@ def train_direct_flow(data, guide_spec, epochs, batch_size=128, lr=1e-3, seed=0,
     torch.manual_seed(seed)
     model = VAE(data.dim, latent_dim, (hidden,), likelihood="bernoulli")
     guide = build_guide(guide_spec, model)
-    opt = make_optimizer(unique_parameters(model, guide), lr)
-    n, seconds = len(data.train), []
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        x_epoch = data.train_epoch_x(epoch)
-        perm = torch.randperm(n, generator=_epoch_generator(seed, epoch)).to(x_epoch.device)
-        for start in range(0, n, batch_size):
-            xb = x_epoch[perm[start:start + batch_size]]
-            loss = direct_flow_loss(model, guide, xb) / xb.shape[0]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        seconds.append(time.perf_counter() - t0)
+    seconds = _train_epochs(data, epochs, batch_size, seed, unique_parameters(model, guide),
+                            lambda xb: direct_flow_loss(model, guide, xb), lr)
     return (model, guide), seconds
