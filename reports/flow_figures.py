@@ -72,15 +72,9 @@ def temperature_samples(model, data, path, temperatures: Sequence[float] = TEMPE
         draws = model.decode(z).cpu().split(n)  # one decoding pass (MAF samples with D sequential passes)
     shape = model.image_shape
     if shape is not None:
-        c, h, w = shape
         fig, axes = plt.subplots(len(temperatures), n, figsize=(n * 0.9, len(temperatures) * 0.95), squeeze=False)
         for r, (t, s) in enumerate(zip(temperatures, draws)):
-            imgs = s.reshape(-1, c, h, w).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-            for j in range(n):
-                ax = axes[r, j]
-                ax.imshow(imgs[j].squeeze(-1) if c == 1 else imgs[j], cmap="gray" if c == 1 else None, vmin=0, vmax=1)
-                ax.set_xticks([])
-                ax.set_yticks([])
+            _image_row(axes[r], s, shape, n)
             axes[r, 0].set_ylabel(f"T={t:g}", rotation=0, ha="right", va="center", fontsize=8)
         fig.suptitle(f"{type(model).__name__} samples by temperature", fontsize=9)
         return _save(fig, path)
@@ -133,18 +127,12 @@ def interpolation_strips(model, data, path, pairs: int = 4, steps: int = 8, sphe
     plt = _plt()
     if model.image_shape is None:
         raise ValueError("interpolation_strips draws images; this model's data are vectors")
-    c, h, w = model.image_shape
     x = _device_like(model, _points(data))
     with _evaluating(model):
         rows = interpolate(model, x[0:2 * pairs:2], x[1:2 * pairs:2], steps=steps, spherical=spherical).cpu()
     fig, axes = plt.subplots(pairs, steps, figsize=(steps * 0.9, pairs * 0.95), squeeze=False)
     for r, row in enumerate(rows):
-        imgs = row.reshape(-1, c, h, w).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-        for j in range(steps):
-            ax = axes[r, j]
-            ax.imshow(imgs[j].squeeze(-1) if c == 1 else imgs[j], cmap="gray" if c == 1 else None, vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
+        _image_row(axes[r], row, model.image_shape, steps)
     fig.suptitle(f"{type(model).__name__}: interpolation in z", fontsize=9)
     return _save(fig, path)
 
@@ -159,3 +147,14 @@ def flow_figures(model, data, out_dir: str) -> list:
         paths.append(interpolation_strips(model, data, os.path.join(out_dir, "flow_interpolation.png"),
                                           pairs=min(4, len(_points(data)) // 2)))
     return paths
+
+
+def _image_row(axes_row, flat, shape, n):
+    """The first ``n`` images of ``flat`` (n, C*H*W) in [0, 1], one per axis of a figure row, without ticks."""
+    c, h, w = shape
+    imgs = flat.reshape(-1, c, h, w).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    for j in range(n):
+        ax = axes_row[j]
+        ax.imshow(imgs[j].squeeze(-1) if c == 1 else imgs[j], cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
