@@ -8,15 +8,32 @@ a diagonal Gaussian, or a diagonal Gaussian pushed through amortized flows.
 
 Guides are registered with :data:`GUIDES` and built with :func:`build_guide`, independently of the model, so any
 compatible model/guide pair can be trained together.
+
+A latent whose model-side value is not a flat real vector (found by tracing, :mod:`zoo.tracing`: a per-point shape
+from nested plates, a positive / unit-interval / simplex support) is sampled as a flat u in R^dim by the subclass's
+distribution and handed to the model as ``biject_to(support)(u.reshape(shape))``; ``TransformedDistribution`` adds the
+bijection's log-det, so log q stays exact for every guide.
+
+A user's own guide -- a class taking ``(model, **options)``, an ``nn.Module``, or a plain Pyro function
+``guide(x, y=None)`` (:class:`GuideProgram`) -- goes through :func:`build_guide` like the registered ones, and
+:func:`check_guide_matches` refuses at build time, in one line, a guide that misses a latent of the model or samples a
+site the model lacks.
 """
+import inspect
 from typing import Dict
 
 import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
 import torch
+from pyro.poutine.util import site_is_subsample
 from torch import nn
+from torch.distributions import biject_to
+from torch.distributions.transforms import ReshapeTransform
 
-from zoo.errors import ConfigError
-from zoo.model import data_plate
+from zoo.errors import ConfigError, ContractError
+from zoo.model import data_plate, modules_referenced
+from zoo.pyro_params import CapturedParams, ParamMessenger
 from zoo.registry import Registry
 
 GUIDES = Registry("guide")
@@ -29,17 +46,20 @@ class AmortizedGuide(nn.Module):
     def __init__(self, model):
         super().__init__()
         sites = model.latent_sites()
-        unsupported = [s.name for s in sites if s.support not in self.supports]
+        unsupported = [s for s in sites if s.support not in self.supports]
         if unsupported:
-            raise ConfigError(
-                f"guide {type(self).__name__} handles {'/'.join(self.supports)} latents, but model "
-                f"{type(model).__name__} has {', '.join(unsupported)} with support "
-                f"{', '.join(s.support for s in sites if s.name in unsupported)}; choose a guide for that support")
+            s = unsupported[0]
+            name = getattr(model, "display_name", lambda: type(model).__name__)()
+            raise ContractError(
+                f"guide {type(self).__name__} handles {'/'.join(self.supports)} latents, but model {name}'s site "
+                f"{s.name!r} has support {s.support}; choose a guide for that support (`zoo list` shows each guide)")
         self.sites = sites
         self.encoder = model.make_encoder()
         self.context_dim = self.encoder.out_features
-        dims = {s.name: s.dim for s in sites}
-        self.input_dims = {s.name: self.context_dim + sum(dims[d] for d in s.depends_on) for s in sites}
+        widths = {s.name: s.value_size for s in sites}
+        self.input_dims = {s.name: self.context_dim + sum(widths[d] for d in s.depends_on) for s in sites}
+        self._to_model = {s.name: _model_space_transforms(s) for s in sites}
+        self._shapes = {s.name: s.value_shape for s in sites}
 
     def site_distribution(self, site, context: torch.Tensor):
         """q(site | x, parents) given the per-point context (h(x) and the parents' values), batch shape context[:-1]."""
@@ -52,11 +72,102 @@ class AmortizedGuide(nn.Module):
             for site in self.sites:
                 context = h
                 if site.depends_on:
-                    parents = [values[d] for d in site.depends_on]
+                    parents = [_flat(values[d], self._shapes[d]) for d in site.depends_on]
                     shape = torch.broadcast_shapes(h.shape[:-1], *(p.shape[:-1] for p in parents))
                     context = torch.cat([t.expand(shape + t.shape[-1:]) for t in [h] + parents], dim=-1)
-                values[site.name] = pyro.sample(site.name, self.site_distribution(site, context))
+                fn = self.site_distribution(site, context)
+                transforms = self._to_model[site.name]
+                if transforms:
+                    fn = dist.TransformedDistribution(fn, transforms, validate_args=False)  # log-det included
+                values[site.name] = pyro.sample(site.name, fn)
         return values
+
+
+def _flat(value: torch.Tensor, shape) -> torch.Tensor:
+    """A latent's value (..., B, *shape) as (..., B, prod(shape)), to condition another site on it."""
+    if len(shape) == 1:
+        return value
+    if len(shape) == 0:
+        return value.unsqueeze(-1)
+    return value.flatten(-len(shape))
+
+
+def _model_space_transforms(site) -> list:
+    """u in R^dim -> the model's value: reshape to the unconstrained shape, then ``biject_to(support)``."""
+    from zoo.tracing import is_real, unconstrained_shape
+
+    if site.support != "real" or (site.shape is None and is_real(site.constraint)):
+        return []
+    # cached (one entry), so that scoring the sample just drawn inverts each map by lookup: a planar or radial flow
+    # underneath has no inverse at other points
+    u_shape = unconstrained_shape(site.constraint, site.value_shape)
+    transforms = []
+    if tuple(u_shape) != (site.dim,):
+        transforms.append(ReshapeTransform(torch.Size([site.dim]), torch.Size(u_shape), cache_size=1))
+    if not is_real(site.constraint):
+        transforms.append(biject_to(site.constraint).with_cache(1))
+    return transforms
+
+
+class GuideProgram(nn.Module):
+    """A user's Pyro guide function ``guide(x, y=None)`` as a zoo guide: the ``nn.Module``s it names and its
+    ``pyro.param``s / ``pyro.module``s are its parameters (trained, checkpointed; :mod:`zoo.pyro_params`)."""
+
+    def __init__(self, function, name: str = ""):
+        super().__init__()
+        self._function = function
+        self._name = name or getattr(function, "__name__", "guide")
+        self.used_modules = nn.ModuleDict(modules_referenced(function))
+        self.captured = CapturedParams()
+        params = list(inspect.signature(function).parameters.values())
+        self._takes_y = len(params) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+    def forward(self, x, y=None):
+        with ParamMessenger(self.captured):
+            return self._function(x, y) if self._takes_y else self._function(x)
+
+    def extra_repr(self):
+        return self._name
+
+
+def _is_program(obj, factory_first: str) -> bool:
+    """A plain function whose first parameter is not ``factory_first`` is a Pyro program, not a factory."""
+    if not inspect.isfunction(obj):
+        return False
+    params = list(inspect.signature(obj).parameters)
+    return not params or params[0] != factory_first
+
+
+def check_guide_matches(model, guide, x, y=None):
+    """One line, exit 2 from the CLI, when the guide does not sample exactly the model's latents: run the guide once
+    and the model replayed on it, and compare the sites (enumerated and auxiliary sites excepted)."""
+    with torch.no_grad():
+        guide_trace = poutine.trace(poutine.block(guide, hide_types=["param"])).get_trace(x, y)
+        model_trace = poutine.trace(poutine.block(poutine.replay(model, trace=guide_trace),
+                                                  hide_types=["param"])).get_trace(x, y)
+
+    def latent(site):
+        return site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+
+    sampled = [n for n, s in guide_trace.nodes.items() if latent(s) and not s["infer"].get("is_auxiliary")]
+    needed = [n for n, s in model_trace.nodes.items() if latent(s) and not s["infer"].get("enumerate")]
+    gname = getattr(guide, "_name", type(guide).__name__)
+    mname = getattr(model, "display_name", lambda: type(model).__name__)()
+    missing = [n for n in needed if n not in sampled]
+    if missing:
+        raise ContractError(f"guide {gname} does not sample the latent {missing[0]!r} of model {mname}, so the model "
+                            f"would draw it from its prior and the bound would be wrong; sample "
+                            f"pyro.sample({missing[0]!r}, ...) in the guide, inside pyro.plate('data', ...)")
+    extra = [n for n in sampled if n not in model_trace.nodes]
+    if extra:
+        raise ContractError(f"guide {gname} samples {extra[0]!r}, which model {mname} has no site of; rename it to "
+                            f"one of the model's latents ({', '.join(needed) or 'none'}) or mark it "
+                            f"infer={{'is_auxiliary': True}}")
+    observed = [n for n, s in model_trace.nodes.items() if s["type"] == "sample" and s["is_observed"]]
+    for n in sampled:
+        if n in observed:
+            raise ContractError(f"guide {gname} samples {n!r}, which model {mname} observes; a guide samples latents "
+                                f"only")
 
 
 def build_guide(spec: str, model, **options) -> nn.Module:
@@ -65,6 +176,27 @@ def build_guide(spec: str, model, **options) -> nn.Module:
     import guides.diagonal  # noqa: F401  (registers the guides)
     import guides.flows  # noqa: F401
 
+    if isinstance(spec, nn.Module):  # a guide object (Python API)
+        bind_model_to_guide(model, spec)
+        return spec
+    if callable(spec) and not isinstance(spec, str):
+        obj, name, user = spec, getattr(spec, "__name__", "guide"), True
+    else:
+        entry, _ = GUIDES.lookup(spec)
+        obj, name, user = entry.factory, entry.name, entry.source != "registered"
+    if user and _is_program(obj, "model"):  # a Pyro guide function
+        if options:
+            raise ConfigError(f"guide {name} is a Pyro function; it takes no options (got {', '.join(options)})")
+        guide = GuideProgram(obj, name)
+        bind_model_to_guide(model, guide)
+        return guide
+    if not isinstance(spec, str):
+        try:
+            guide = obj(model, **options)
+        except TypeError as e:
+            raise ConfigError(f"guide {name} cannot be built for this model with options {options}: {e}")
+        bind_model_to_guide(model, guide)
+        return guide
     try:
         guide = GUIDES.build(spec, model, **options)
     except (TypeError, ValueError) as e:

@@ -80,5 +80,12 @@ class IWAE(Objective):
         return -log_mean_exp(terms.log_w, dim=0).sum()
 
 
-def build_objective(spec: str) -> Objective:
+def build_objective(spec) -> Objective:
+    """The objective ``spec`` names (``elbo``, ``iwae:5``, ``my_objectives:Renyi:0.5``), or ``spec`` itself when it
+    is already an objective (anything with ``loss(model, guide, x, y)``)."""
+    if hasattr(spec, "loss") and not isinstance(spec, type):
+        return spec
+    entry, _ = OBJECTIVES.lookup(spec)
+    if hasattr(entry.factory, "loss") and not isinstance(entry.factory, type):  # a module-level objective object
+        return entry.factory
     return OBJECTIVES.build(spec)

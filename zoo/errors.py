@@ -13,6 +13,11 @@ class ConfigError(ZooError):
     """A bad option value or an incompatible combination of options."""
 
 
+class ContractError(ConfigError):
+    """A model or guide that breaks the contract the zoo's guides and bounds rely on (zoo/tracing.py, guides/base.py):
+    a latent outside the data plate, a guide that misses a model's latent, no observed site ``x``, ..."""
+
+
 class DataError(ZooError):
     """Missing, malformed or unsuitable data (wrong shape, non-binary data for a Bernoulli likelihood, ...)."""
 

@@ -3,10 +3,15 @@
 Every model, guide, objective, prior and data set registers itself under a name, so the CLI, the report and the tests
 enumerate them without hand-kept lists. A *spec* is ``name`` or ``name:ARG`` (``iwae:5``, ``planar:8``); the part after
 the colon is handed to the factory as its first argument, parsed as an int where it is one.
+
+A spec may also be an import reference, ``package.module:attr[:ARG]`` or ``path/to/file.py:attr[:ARG]``, or a name
+that an installed package adds through its entry-point group (:mod:`zoo.references`): the user's own components are
+looked up exactly like the registered ones. Registered names win over references.
 """
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
+from zoo import references
 from zoo.errors import ConfigError, UnknownNameError
 
 
@@ -18,6 +23,7 @@ class Entry:
     summary: str = ""
     arg: Optional[str] = None  # what the ``:ARG`` part means, None if the component takes none
     meta: Dict[str, Any] = field(default_factory=dict)
+    source: str = "registered"  # or "reference" / "entry point": a user's object, which may be a plain Pyro program
 
 
 def parse_spec(spec: str) -> Tuple[str, Optional[str]]:
@@ -28,7 +34,7 @@ def parse_spec(spec: str) -> Tuple[str, Optional[str]]:
     return name, (arg if sep else None)
 
 
-def _parse_arg(arg: str):
+def parse_arg(arg: str):
     try:
         return int(arg)
     except ValueError:
@@ -52,31 +58,56 @@ class Registry:
 
         return decorator
 
+    def _load_entry_points(self):
+        """Add the components that installed packages declare in this kind's entry-point group (once)."""
+        if getattr(self, "_entry_points_loaded", False):
+            return
+        self._entry_points_loaded = True
+        for name, ep in references.entry_point_objects(self.kind).items():
+            if name in self._entries:
+                continue
+            try:
+                obj = ep.load()
+            except Exception as e:  # noqa: BLE001 - a broken plug-in is named, not fatal to the rest
+                raise ConfigError(f"{self.kind} {name!r} of the installed entry point {ep.value} cannot be loaded: "
+                                  f"{type(e).__name__}: {e}")
+            self._entries[name] = _entry_for(name, obj, None, paper=f"entry point {ep.value}", source="entry point")
+
     def names(self):
+        self._load_entry_points()
         return sorted(self._entries)
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self._entries[n] for n in self.names())
 
     def __contains__(self, name):
-        return parse_spec(name)[0] in self._entries
+        return parse_spec(name)[0] in self.names()
+
+    def lookup(self, spec: str) -> Tuple[Entry, Optional[str]]:
+        """The entry ``spec`` names and its ``:ARG`` part: a registered or entry-point name, else an import
+        reference (imported now)."""
+        name, arg = parse_spec(spec)
+        if name in self.names():
+            return self._entries[name], arg
+        ref = references.parse_reference(spec)
+        if ref is not None and references.looks_like_reference(spec):
+            obj = references.resolve(ref)
+            return _entry_for(references.canonical(ref.target), obj, ref.arg), ref.arg
+        raise UnknownNameError(
+            f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())} (see `zoo list`), or give "
+            f"your own as package.module:attr or path/to/file.py:attr"
+        )
 
     def entry(self, spec: str) -> Entry:
-        name, _ = parse_spec(spec)
-        if name not in self._entries:
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())} (see `zoo list`)"
-            )
-        return self._entries[name]
+        return self.lookup(spec)[0]
 
     def build(self, spec: str, *args, **kwargs):
         """Call the factory of ``spec``; the ``:ARG`` part, if any, comes first."""
-        entry = self.entry(spec)
-        _, arg = parse_spec(spec)
+        entry, arg = self.lookup(spec)
         if arg is not None:
             if entry.arg is None:
                 raise ConfigError(f"{self.kind} {entry.name!r} takes no ':' argument, got {spec!r}")
-            value = _parse_arg(arg)
+            value = parse_arg(arg)
             if isinstance(value, int) and value < 1:
                 raise ConfigError(f"{self.kind} {spec!r}: {entry.arg} must be a positive integer")
             return entry.factory(value, *args, **kwargs)
@@ -84,3 +115,12 @@ class Registry:
             raise ConfigError(f"{self.kind} {entry.name!r} needs its {entry.arg}: write {entry.name}:{entry.arg} "
                               f"(e.g. {entry.name}:4)")
         return entry.factory(*args, **kwargs)
+
+
+def _entry_for(name: str, obj, arg: Optional[str], paper: str = "", source: str = "reference") -> Entry:
+    """An :class:`Entry` for a user's object found by reference or entry point; ``obj.zoo_meta`` (a dict) may carry
+    the same metadata a decorator would (defaults, capabilities)."""
+    doc = (getattr(obj, "__doc__", None) or "").strip().splitlines()
+    meta = dict(getattr(obj, "zoo_meta", {}) or {})
+    return Entry(name, obj, paper or getattr(obj, "zoo_paper", ""), doc[0] if doc else "",
+                 "ARG" if arg is not None else None, meta, source)

@@ -48,13 +48,32 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def model_options(model_name: str, options: dict, data) -> dict:
-    """The options the model's factory accepts, with ``likelihood: auto`` resolved from the data."""
+def _parameters(factory) -> dict:
+    try:
+        return dict(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        return {}
+
+
+def model_options(model_name: str, options: dict, data, own_options: Optional[dict] = None) -> dict:
+    """The options the model's factory accepts, with ``likelihood: auto`` resolved from the data.
+
+    ``options`` are the CLI's general ones (``--latent-dim``, ``--hidden``, ...), kept where the factory takes them;
+    ``own_options`` (``--model-option KEY=VALUE``) must all be taken, or the error names the ones that are not."""
+    from guides.base import _is_program
     from zoo.model import MODELS
 
-    factory = MODELS.entry(model_name).factory
-    accepted = inspect.signature(factory).parameters
+    entry = MODELS.entry(model_name)
+    factory = entry.factory
+    accepted = {} if entry.source != "registered" and _is_program(factory, "data_dim") else _parameters(factory)
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
+    unknown = [k for k in (own_options or {}) if k not in accepted and not takes_any]
+    if unknown:
+        takes = ", ".join(k for k, p in accepted.items() if k not in ("self", "data_dim", "image_shape")
+                          and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)) or "none"
+        raise ConfigError(f"model {model_name!r} has no option {unknown[0]!r} (--model-option); its options: {takes}")
     opts = {k: v for k, v in options.items() if k in accepted and v is not None}
+    opts.update(own_options or {})
     if options.get("prior") not in (None, "standard") and "prior" not in accepted:
         takers = [e.name for e in MODELS if "prior" in inspect.signature(e.factory).parameters]
         raise ConfigError(f"model {model_name!r} has no swappable prior, so --prior {options['prior']} does not "
@@ -73,25 +92,66 @@ def load_data(config: dict, device):
     return load_dataset(d["name"], binarize=d.get("binarize"), seed=config["train"]["seed"], root=d.get("root")).to(device)
 
 
-def build_components(config: dict, device: Optional[torch.device] = None, data=None) -> Components:
-    from guides.base import build_guide
+def build_model(name: str, data, opts: dict):
+    """The model ``name`` (registered, entry point or import reference) for ``data``: a zoo model class is called with
+    (data_dim, image_shape=..., **opts); a user's class with the arguments among those its constructor names; a plain
+    function is a Pyro model; an ``nn.Module`` that is not a :class:`~zoo.model.ZooModel` is wrapped as one
+    (:class:`~zoo.model.TracedModel`)."""
+    from torch import nn
+
+    from guides.base import _is_program
+    from zoo.model import MODELS, TracedModel, ZooModel
+    from zoo.references import short_name
+    from zoo.registry import parse_arg
+
+    entry, arg = MODELS.lookup(name)
+    factory = entry.factory
+    label = short_name(entry.name)
+    if isinstance(factory, nn.Module) or entry.source != "registered" and _is_program(factory, "data_dim"):
+        model = factory  # a model object, or a Pyro model function
+    else:
+        params = _parameters(factory)
+        takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+        given = {"data_dim": data.dim, "image_shape": data.image_shape}
+        kwargs = {k: v for k, v in given.items() if k in params or takes_any}
+        try:
+            model = factory(*([] if arg is None else [parse_arg(arg)]), **kwargs, **opts)
+        except TypeError as e:
+            raise ConfigError(f"model {label!r} does not accept these options: {e}")
+    if not isinstance(model, ZooModel):
+        if not (callable(model)):
+            raise ConfigError(f"model {label!r} is a {type(model).__name__}, not a Pyro model (a function "
+                              f"model(x, y=None), an nn.Module whose forward is one, or a zoo model class)")
+        model = TracedModel(model, data.dim, data.image_shape, name=label)
+    return model
+
+
+def build_components(config: dict, device: Optional[torch.device] = None, data=None, objects=None) -> Components:
+    """Rebuild model, guide, objective and data from ``config``; ``objects`` may hand in ready-made ones by kind
+    (``{"model": obj}``: the Python API's objects; the config then only records what they are)."""
+    from guides.base import build_guide, check_guide_matches
     from inference.objectives import build_objective
-    from zoo.model import MODELS
 
     register_all()
+    objects = objects or {}
     device = device or resolve_device(config.get("device", "auto"))
     data = data if data is not None else load_data(config, device)
     name = config["model"]["name"]
-    opts = model_options(name, config["model"].get("options", {}), data)
-    config["model"]["options"] = opts
-    try:
-        model = MODELS.build(name, data.dim, image_shape=data.image_shape, **opts)
-    except TypeError as e:
-        raise ConfigError(f"model {name!r} does not accept these options: {e}")
-    guide = build_guide(config["guide"], model, **config.get("guide_options", {}))
-    objective = build_objective(config["objective"])
+    if "model" in objects:
+        model = objects["model"]
+    else:
+        opts = model_options(name, config["model"].get("options", {}), data, config["model"].get("own_options"))
+        config["model"]["options"] = opts
+        model = build_model(name, data, opts)
+    model.to(device)
+    example_x = data.valid.x[:64]
+    example_y = None if data.valid.y is None else data.valid.y[:64]
+    model.prepare(example_x, example_y)  # pyro.params come into being; traced models find their latents
+    guide = build_guide(objects.get("guide", config["guide"]), model, **config.get("guide_options", {}))
+    objective = objects.get("objective") or build_objective(config["objective"])
     model.to(device)
     guide.to(device)
+    check_guide_matches(model, guide, example_x, example_y)
     for part in model.modules():  # parts that start from the data (the VampPrior's pseudo-inputs: training points)
         if hasattr(part, "init_from_data"):
             part.init_from_data(data.train.x)
