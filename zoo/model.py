@@ -114,6 +114,8 @@ class ZooModel(nn.Module):
         likelihood = getattr(self, "likelihood", None)
         if likelihood is not None:
             return bool(getattr(likelihood, "is_discrete", True))
+        if self.declares_latents():  # a zoo model without a likelihood module (flow models: bits/dim by their bins)
+            return True
         return bool(self._observed_fn(self.example_input()).support.is_discrete)
 
     def _observed_fn(self, x, y=None):

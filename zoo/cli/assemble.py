@@ -3,7 +3,9 @@
 A run's ``config.json`` holds plain values only; :func:`build_components` rebuilds the exact model, guide, objective
 and data of a run from it, and :func:`load_run` also loads its trained weights.
 """
+import contextlib
 import inspect
+import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -138,7 +140,12 @@ def build_components(config: dict, device: Optional[torch.device] = None, data=N
     data = data if data is not None else load_data(config, device)
     name = config["model"]["name"]
     if "model" in objects:
+        from zoo.model import TracedModel, ZooModel
+
         model = objects["model"]
+        if not isinstance(model, ZooModel):
+            model = TracedModel(model, data.dim, data.image_shape)
+            objects["model"] = model  # the same wrapper (and its parameters) each time this process rebuilds the run
     else:
         opts = model_options(name, config["model"].get("options", {}), data, config["model"].get("own_options"))
         config["model"]["options"] = opts
@@ -158,13 +165,29 @@ def build_components(config: dict, device: Optional[torch.device] = None, data=N
     return Components(model, guide, objective, data, device, config)
 
 
+@contextlib.contextmanager
+def code_of_run(run_dir: str):
+    """Say which run needs the code that can no longer be imported (a user's model, guide, ... by reference)."""
+    try:
+        yield
+    except ConfigError as e:
+        if str(e).startswith("cannot import") or "<python object" in str(e):
+            raise RunDirError(f"the run in {run_dir} was made with code that cannot be imported now ({e}); restore "
+                              f"that file or module, or start the run again")
+        raise
+
+
 def load_run(run_dir: str, device: Optional[torch.device] = None, which: str = "best") -> Components:
     """Rebuild a run from its directory and load its ``best.pt`` (or ``checkpoint.pt``) weights."""
     from inference import checkpoint as ckpt
     from inference import run_dir as rd
 
+    from zoo.api import _LIVE_OBJECTS
+
     config = rd.read_config(run_dir)
-    comps = build_components(config, device or resolve_device("auto"))
+    with code_of_run(run_dir):
+        comps = build_components(config, device or resolve_device("auto"),
+                                 objects=_LIVE_OBJECTS.get(os.path.abspath(run_dir)))
     state = ckpt.load(rd.path(run_dir, rd.BEST if which == "best" else rd.CHECKPOINT),
                       expected_model=config["model"]["name"], map_location=comps.device)
     try:

@@ -74,8 +74,13 @@ def build_parser():
     sub.add_parser("list", help="list registered models, guides, objectives, priors, likelihoods and data sets")
 
     t = sub.add_parser("train", help="train a model with a guide and an objective")
-    t.add_argument("--model", default="vae")
-    t.add_argument("--guide", default=None, help="default: the model's (diagonal; semi-supervised for m2, m1+m2)")
+    t.add_argument("--model", default="vae",
+                   help="a registered model (`zoo list`), or your own: package.module:attr or path/to/file.py:attr "
+                        "(a Pyro model function model(x, y=None), an nn.Module, or a model class)")
+    t.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+                   help="an option of the model's own constructor, e.g. latent_dim=8 (repeatable)")
+    t.add_argument("--guide", default=None, help="default: the model's (diagonal; semi-supervised for m2, m1+m2); "
+                                                 "or your own guide as module:attr / file.py:attr")
     t.add_argument("--guide-option", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
                    help="an option of the guide, e.g. num_ortho_vecs=8 for sylvester-o:K (repeatable)")
     t.add_argument("--objective", default=None, help="default: the model's (elbo; enum for m2, m1+m2)")
@@ -202,14 +207,21 @@ def cmd_train(args):
             if value != defaults[key] and value != stored:
                 raise ConfigError(f"--resume {args.resume}: that run trains {key} {stored!r}, not {value!r}; "
                                   "drop the option or start a new run with --out")
-        state = train_run(config, args.resume, resume=True, progress=not args.no_progress)
+        from zoo.cli.assemble import code_of_run
+
+        with code_of_run(args.resume):
+            state = train_run(config, args.resume, resume=True, progress=not args.no_progress)
         out = args.resume
     else:
         from zoo.cli.semi_supervised import model_default
 
-        args.guide = args.guide or model_default(args.model, "guide", "diagonal")
-        args.objective = args.objective or model_default(args.model, "objective", "elbo")
-        out = args.out or os.path.join("runs", f"{args.model}-{args.guide}-{os.path.basename(args.data)}".replace(":", ""))
+        from zoo.references import canonical
+
+        args.model = canonical(args.model)  # a file reference is recorded with its absolute path
+        args.guide = canonical(args.guide or model_default(args.model, "guide", "diagonal"))
+        args.objective = canonical(args.objective or model_default(args.model, "objective", "elbo"))
+        args.data, args.prior, args.likelihood = (canonical(v) for v in (args.data, args.prior, args.likelihood))
+        out = args.out or os.path.join("runs", "-".join(_slug(v) for v in (args.model, args.guide, args.data)))
         train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             beta=args.beta, warmup=args.warmup, patience=args.patience,
                             checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
@@ -226,6 +238,8 @@ def cmd_train(args):
             config["data"]["labels"] = args.labels
             config["data"]["label_repeat"] = args.label_repeat or model_default(args.model, "label_repeat", 1)
         config["guide_options"] = dict(args.guide_option)
+        if args.model_option:
+            config["model"]["own_options"] = dict(args.model_option)
         state = train_run(config, out, progress=not args.no_progress)
     from inference.distributed import current, shutdown
 
@@ -236,6 +250,16 @@ def cmd_train(args):
     print(f"trained {state['epoch']} epochs (best validation loss {state['best_valid']:.3f} at epoch "
           f"{state['best_epoch'] + 1}{', stopped early' if state['stopped_early'] else ''}); run directory: {out}")
     return 0
+
+
+def _slug(spec: str) -> str:
+    """A component's spec as part of a default run-directory name: ``/a/b/my_models.py:LaplaceVAE`` -> LaplaceVAE."""
+    from zoo.references import parse_reference
+
+    ref = parse_reference(spec)
+    if ref is not None and (ref.path or "." in ref.module):
+        spec = ref.attr
+    return os.path.basename(spec).replace(":", "")
 
 
 def print_eval(summary: dict, out=None):

@@ -21,12 +21,13 @@ def make_config(model, guide, objective, data, binarize, model_options, train: T
             "train": config_dict(train), "device": device}
 
 
-def train_run(config: dict, out: str, resume: bool = False, on_step=None, progress=True) -> dict:
-    """Train the run described by ``config`` into ``out`` (or continue it with ``resume``)."""
+def train_run(config: dict, out: str, resume: bool = False, on_step=None, progress=True, objects=None) -> dict:
+    """Train the run described by ``config`` into ``out`` (or continue it with ``resume``); ``objects`` are the
+    Python API's components that config.json can only name (:mod:`zoo.api`)."""
     device = resolve_device(config.get("device", "auto"))
     pyro.set_rng_seed(config["train"]["seed"])  # the initial weights depend on the seed alone
     semi_supervised.prepare_config(config)  # model/guide/objective pair; M1+M2's --m1-run
-    comps = build_components(config, device)
+    comps = build_components(config, device, objects=objects)
     semi_supervised.prepare_components(config, comps, resume)  # --labels N; M1 copied into M1+M2
     data = comps.data
     comps.model.check_data(data.train.x if data.binarize != "dynamic" else data.train_epoch_x(0), "the training split")
@@ -75,7 +76,7 @@ def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", bat
     metrics = rd.read_metrics(run_dir)
     bins = getattr(comps.model, "dequantization_bins", None)
     # bits/dim only where the NLL is a code length: image data under a pmf likelihood (Bernoulli, discretized)
-    discrete = getattr(getattr(comps.model, "likelihood", None), "is_discrete", True)
+    discrete = comps.model.observed_is_discrete()
     summary = summarize(samples, num_samples, comps.data.dim,
                         pixels=comps.data.image_shape is not None and discrete, dequantization_bins=bins)
     summary["protocol"] = {"num_samples": num_samples, "split": split, "num_points": len(data_split),

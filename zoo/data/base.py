@@ -135,4 +135,31 @@ def load_dataset(spec: str, binarize: Optional[str] = None, seed: int = 0, root:
 
     if spec.endswith(".npz"):
         return npz_file.load_npz(spec, binarize=binarize or "none", seed=seed)
-    return DATASETS.build(spec, binarize=binarize, seed=seed, root=root)
+    entry, arg = DATASETS.lookup(spec)
+    if entry.source == "registered":
+        return DATASETS.build(spec, binarize=binarize, seed=seed, root=root)
+    return _user_dataset(entry, arg, binarize, seed, root)
+
+
+def _user_dataset(entry, arg, binarize, seed, root) -> Dataset:
+    """A user's data function (``my_data.py:load``): called with whichever of binarize, seed, root it names; it
+    returns a :class:`Dataset`, or arrays in the ``.npz`` layouts (``{"x": X, "y": Y}`` or ``x_train``/``x_test``...)."""
+    import inspect
+
+    from zoo.data.npz_file import dataset_from_arrays
+    from zoo.errors import DataError
+
+    fn = entry.factory
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    given = {"binarize": binarize, "seed": seed, "root": root}
+    kwargs = {k: v for k, v in given.items() if k in params}
+    result = fn(*([] if arg is None else [arg]), **kwargs) if callable(fn) else fn
+    if isinstance(result, Dataset):
+        return result
+    if isinstance(result, dict):
+        return dataset_from_arrays(result, entry.name, binarize or "none", seed, source=f"function {entry.name}")
+    raise DataError(f"data set {entry.name} returned a {type(result).__name__}; return a zoo.data.Dataset or a dict "
+                    f"of arrays like an .npz file ({{'x': X, 'y': Y}} or x_train/x_valid/x_test)")

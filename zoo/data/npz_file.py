@@ -29,8 +29,14 @@ SAVE_HINT = "save it with np.savez(path, x=X[, y=Y]) or np.savez(path, x_train=.
 
 def load_npz(path: str, binarize: str = "none", seed: int = 0):
     """Read ``path`` and return a :class:`~zoo.data.base.Dataset` named after the file."""
-    arrays = _read(path)
+    return dataset_from_arrays(_read(path), path, binarize, seed)
+
+
+def dataset_from_arrays(arrays: dict, path: str, binarize: str = "none", seed: int = 0, source: str = None):
+    """A :class:`~zoo.data.base.Dataset` from arrays in the ``.npz`` layouts above (a file's, or those a user's data
+    function returns); ``path`` names where they came from in every error."""
     name = os.path.splitext(os.path.basename(path))[0]
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
     if "x" in arrays and "x_train" in arrays:
         raise DataError(f"{path}: holds both 'x' and 'x_train'; keep one layout ({SAVE_HINT})")
     if "x" in arrays:
@@ -79,7 +85,7 @@ def load_npz(path: str, binarize: str = "none", seed: int = 0):
                         f"{SAVE_HINT}")
 
     xs, scaled = _scale([s[0] for s in splits])
-    info = {"source": f"npz file {os.path.abspath(path)}", "split": how,
+    info = {"source": source or f"npz file {os.path.abspath(path)}", "split": how,
             "sizes": {k: len(s) for k, s in zip(("train", "valid", "test"), xs)}}
     if scaled:
         info["scaling"] = "8-bit values 0..255 divided by 255"
