@@ -187,7 +187,9 @@ def build_guide(spec: str, model, **options) -> nn.Module:
     if user and _is_program(obj, "model"):  # a Pyro guide function
         if options:
             raise ConfigError(f"guide {name} is a Pyro function; it takes no options (got {', '.join(options)})")
-        guide = GuideProgram(obj, name)
+        from zoo.references import short_name
+
+        guide = GuideProgram(obj, short_name(name))
         bind_model_to_guide(model, guide)
         return guide
     if not isinstance(spec, str):

@@ -25,7 +25,8 @@ class GaussianHeads(nn.Module):
         return loc, F.softplus(raw) + 1e-5
 
 
-@GUIDES.register("diagonal", paper="Kingma & Welling 2014", summary="amortized diagonal Gaussian q(z|x)")
+@GUIDES.register("diagonal", paper="Kingma & Welling 2014", summary="amortized diagonal Gaussian q(z|x)",
+                 supports=("real",))
 class DiagonalGuide(AmortizedGuide):
     """q(z|x) = N(mu(x), diag sigma(x)^2) for every latent site; see the module docstring."""
 

@@ -14,7 +14,7 @@ from zoo.errors import ConfigError
 
 @GUIDES.register("none", paper="maximum likelihood for models without latent variables",
                  summary="empty guide for models with no latent sites (flow density models: nice, realnvp, glow, maf)",
-                 latent_free=True)
+                 latent_free=True, supports=())
 class EmptyGuide(nn.Module):
     """Samples nothing; only for models whose ``latent_sites()`` is empty."""
 

@@ -44,7 +44,7 @@ def _register(family):
 
     factory.__doc__ = f"{family.name}:K -- {family.summary}"
     GUIDES.register(family.name, paper=family.paper, summary=f"amortized {family.name} flow: {family.summary}",
-                    arg="K")(factory)
+                    arg="K", supports=("real",))(factory)
 
 
 for _family in FLOW_FAMILIES.values():

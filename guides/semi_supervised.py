@@ -26,7 +26,7 @@ from zoo.m2 import LabelPart, label_parts, onehot_cat
 
 @GUIDES.register("semi-supervised", paper="Kingma, Rezende, Mohamed & Welling 2014 (M2 inference network)",
                  summary="q(y|x) classifier, enumerated where y is unobserved, and Gaussian q(z|x,y)",
-                 discrete=True)
+                 discrete=True, supports=("real", "categorical"))
 class SemiSupervisedGuide(AmortizedGuide):
     """q(y|x) q(z|x,y); see the module docstring."""
 

@@ -17,7 +17,8 @@ from zoo.distributions.von_mises_fisher import VonMisesFisher
 
 
 @GUIDES.register("vmf", paper="Davidson et al. 2018 (hyperspherical VAE)",
-                 summary="amortized von Mises-Fisher q(z|x) = vMF(mu(x), kappa(x)) for latents on the sphere (svae)")
+                 summary="amortized von Mises-Fisher q(z|x) = vMF(mu(x), kappa(x)) for latents on the sphere (svae)",
+                 supports=("sphere",))
 class VonMisesFisherGuide(AmortizedGuide):
     """q(z|x) = vMF(mu(x), kappa(x)) for every (spherical) latent site; see the module docstring."""
 

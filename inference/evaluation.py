@@ -1,4 +1,4 @@
-"""The evaluation protocol, the same for every model (DESIGN.md, "Evaluation protocol").
+"""The evaluation protocol, the same for every model (docs/architecture.md, "Evaluation protocol").
 
 For each test point x_i, K importance samples z_ik ~ q(z|x_i) give log-weights log w_ik = log p(x_i, z_ik) - log q(z_ik|x_i),
 from which

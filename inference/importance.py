@@ -45,13 +45,19 @@ def _site_log_prob(site, shape):
 
 
 def weight_terms(model, guide, x, y=None, num_particles: int = 1, max_plate_nesting=None) -> WeightTerms:
-    """Trace the guide under a K-particle plate, replay the model, return the per-(particle, point) terms."""
+    """Trace the guide under a K-particle plate, replay the model, return the per-(particle, point) terms.
+
+    Each program gets the particle plate left of its own plates: a traced model may nest plates inside the data plate
+    (a latent of per-point shape (3,) from ``plate("parts", 3)``) where the guide samples that value as one event, so
+    their nestings differ while the values, (K, B, 3), agree."""
     if max_plate_nesting is None:
         max_plate_nesting = model.max_plate_nesting
     K, B = num_particles, x.shape[0]
     shape = (K, B)
-    with pyro.plate("particles", K, dim=-(max_plate_nesting + 1)):
+    guide_nesting = getattr(guide, "max_plate_nesting", 1)
+    with pyro.plate("particles", K, dim=-(guide_nesting + 1)):
         guide_trace = poutine.trace(guide).get_trace(x, y)
+    with pyro.plate("particles", K, dim=-(max_plate_nesting + 1)):
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y)
     zeros = x.new_zeros(shape)
     log_obs, log_prior, log_q, latents = zeros, zeros, zeros, {}

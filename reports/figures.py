@@ -1,6 +1,6 @@
 """The report's figures, each one PNG file (matplotlib's Agg canvas, no pyplot state; torchvision image grids).
 
-Model-dependent pictures go through the model contract only (DESIGN.md): ``model.sample(n, like)`` for samples,
+Model-dependent pictures go through the model contract only (docs/architecture.md): ``model.sample(n, like)`` for samples,
 poutine trace/replay of the guide into the model for reconstructions (:func:`reconstruct`), and
 ``poutine.condition(model, data={site: z})`` for decoding chosen latents (:func:`decode_latents`). Everything else is
 drawn from a run's files: ``metrics.jsonl`` (curves) and ``eval_points.pt`` (per-point NLL, k-hat, posterior means).

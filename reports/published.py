@@ -1,6 +1,6 @@
 """The papers' numbers the zoo is compared against, as data, and the honest matching of a run to them.
 
-Every figure here is transcribed from /work/shared/REFERENCES.md (the project's list of published numbers) with its
+Every figure here is transcribed from the project's list of published numbers (the papers and their public code) with its
 source and its provenance tag there:
 
 * ``seed``     -- from the project's seed slides (authoritative for this project);

@@ -181,6 +181,8 @@ class FlowModel(ZooModel):
     default_binarize = "none"
     #: no latent sites: log w = log p(x) exactly, one importance sample suffices
     exact_likelihood = True
+    #: not run at build time: glow's actnorm initialises itself from the first batch it sees, a training batch
+    traced_at_build = False
 
     def __init__(self, data_dim: int, image_shape: Optional[Tuple[int, int, int]] = None, base: str = "normal",
                  dequantize: str = "auto", eval_seed: int = 0):

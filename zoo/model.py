@@ -1,4 +1,4 @@
-"""The model contract shared by every generative model of the zoo (see DESIGN.md, "Contracts").
+"""The model contract shared by every generative model of the zoo (docs/architecture.md, "Contracts").
 
 A model is an ``nn.Module`` whose ``forward(x, y=None)`` is the Pyro model of a mini-batch x of shape
 (B, D): the data points live in ``pyro.plate("data", B)`` at dim -1, the observed site is ``"x"`` (``"y"`` for labels),

@@ -69,8 +69,15 @@ def _data_frame(site):
 
 def trace_structure(model, x: torch.Tensor, y: Optional[torch.Tensor] = None, who: str = "model") -> ModelStructure:
     """Trace ``model(x, y)`` once (parameters hidden from any param store) and read its :class:`ModelStructure`."""
-    with torch.no_grad():
-        trace = poutine.trace(poutine.block(model, hide_types=["param"])).get_trace(x, y)
+    try:
+        with torch.no_grad():
+            trace = poutine.trace(poutine.block(model, hide_types=["param"])).get_trace(x, y)
+    except ContractError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's program failed: one line, with its own words
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ContractError(f"{who} failed when run on a mini-batch of the data (x of shape {tuple(x.shape)}): "
+                            f"{type(e).__name__}: {first}")
     latents, observed, nesting, earlier = [], [], 0, []
     data_dims = set()
     batch = x.shape[0]

@@ -1,4 +1,4 @@
-"""Config -> components: the one place that wires data, model, guide and objective together (DESIGN.md, "cli").
+"""Config -> components: the one place that wires data, model, guide and objective together (docs/architecture.md, "Layers").
 
 A run's ``config.json`` holds plain values only; :func:`build_components` rebuilds the exact model, guide, objective
 and data of a run from it, and :func:`load_run` also loads its trained weights.
@@ -73,7 +73,10 @@ def model_options(model_name: str, options: dict, data, own_options: Optional[di
     if unknown:
         takes = ", ".join(k for k, p in accepted.items() if k not in ("self", "data_dim", "image_shape")
                           and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)) or "none"
-        raise ConfigError(f"model {model_name!r} has no option {unknown[0]!r} (--model-option); its options: {takes}")
+        from zoo.references import short_name
+
+        raise ConfigError(f"model {short_name(model_name)!r} has no option {unknown[0]!r} (--model-option); its "
+                          f"options: {takes}")
     opts = {k: v for k, v in options.items() if k in accepted and v is not None}
     opts.update(own_options or {})
     if options.get("prior") not in (None, "standard") and "prior" not in accepted:
