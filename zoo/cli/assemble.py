@@ -77,7 +77,10 @@ def model_options(model_name: str, options: dict, data, own_options: Optional[di
 
         raise ConfigError(f"model {short_name(model_name)!r} has no option {unknown[0]!r} (--model-option); its "
                           f"options: {takes}")
-    opts = {k: v for k, v in options.items() if k in accepted and v is not None}
+    # the CLI's general options (with their defaults) go to the zoo's own models; a user's class gets only what the
+    # user gave it (--model-option), never a default meant for another model
+    general = options if entry.source == "registered" else {}
+    opts = {k: v for k, v in general.items() if k in accepted and v is not None}
     opts.update(own_options or {})
     if options.get("prior") not in (None, "standard") and "prior" not in accepted:
         takers = [e.name for e in MODELS if "prior" in inspect.signature(e.factory).parameters]
