@@ -6,6 +6,7 @@ from typing import List
 import pandas as pd
 
 from reports import published
+from zoo.references import short_name
 
 
 def _mean(summary: dict, key: str):
@@ -20,6 +21,45 @@ def _data_name(config: dict) -> str:
 def is_exact(summary: dict) -> bool:
     """True for models without latent variables, whose evaluation is the exact log-likelihood (K does not apply)."""
     return str((summary.get("protocol") or {}).get("estimator", "")).startswith("exact")
+
+
+def _non_default(factory, options: dict) -> dict:
+    """The options that differ from the defaults of ``factory``'s signature (all of them where it cannot be read)."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return dict(options)
+    out = {}
+    for k, v in options.items():
+        p = params.get(k)
+        default = None if p is None or p.default is inspect.Parameter.empty else p.default
+        if isinstance(default, tuple):
+            default = list(default)
+        if p is None or v != default:
+            out[k] = v
+    return out
+
+
+def options_label(config: dict) -> str:
+    """Every model and guide option of a run that differs from its default, as ``model: k=v; guide: k=v``."""
+    model = config.get("model") or {}
+    options = {k: v for k, v in (model.get("options") or {}).items() if v is not None}
+    try:
+        from zoo.cli.assemble import register_all
+        from zoo.model import MODELS
+
+        register_all()
+        options = _non_default(MODELS.entry(model.get("name")).factory, options)
+    except Exception:  # noqa: BLE001 - a model whose code is gone: show every recorded option
+        pass
+    options.update(model.get("own_options") or {})
+    fmt = lambda d: ", ".join(f"{k}={v}" for k, v in sorted(d.items()))  # noqa: E731
+    parts = [f"model: {fmt(options)}"] if options else []
+    if config.get("guide_options"):
+        parts.append(f"guide: {fmt(config['guide_options'])}")
+    return "; ".join(parts) or "-"
 
 
 def run_record(name: str, config: dict, summary: dict, metrics: List[dict], match=None) -> dict:
@@ -39,8 +79,9 @@ def run_record(name: str, config: dict, summary: dict, metrics: List[dict], matc
     share = (summary.get("psis") or {}).get("share_khat_above_0.7")
     return {
         "run": name,
-        "model": (config.get("model") or {}).get("name"),
-        "guide": config.get("guide"),
+        "model": short_name(str((config.get("model") or {}).get("name"))),
+        "guide": short_name(str(config.get("guide"))),
+        "options": options_label(config),
         "prior": options.get("prior") or "-",
         "objective": config.get("objective") + (f" (beta={train['beta']:g})" if train.get("beta", 1.0) != 1.0 else ""),
         "data": _data_name(config),
@@ -107,7 +148,7 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in df.iterrows():
         row = {
-            "run": r["run"], "model": r["model"], "guide": r["guide"], "prior": r["prior"],
+            "run": r["run"], "model": r["model"], "guide": r["guide"], "options": r["options"], "prior": r["prior"],
             "objective": r["objective"], "data (binarization)": f"{r['data']} ({r['binarize']})",
             "epochs": f"{int(r['epochs'])}" + (f" (best {int(r['best_epoch'])})" if pd.notna(r["best_epoch"]) else ""),
             "test \u2212ELBO": _pm(r["neg_elbo"], r["neg_elbo_se"]),
