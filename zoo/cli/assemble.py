@@ -159,7 +159,8 @@ def build_components(config: dict, device: Optional[torch.device] = None, data=N
     model.to(device)
     example_x = data.valid.x[:64]
     example_y = None if data.valid.y is None else data.valid.y[:64]
-    model.prepare(example_x, example_y)  # pyro.params come into being; traced models find their latents
+    if not model.declares_latents():  # traced models find their latents before a guide is built for them
+        model.prepare(example_x, example_y)
     guide = build_guide(objects.get("guide", config["guide"]), model, **config.get("guide_options", {}))
     objective = objects.get("objective") or build_objective(config["objective"])
     model.to(device)
@@ -168,6 +169,8 @@ def build_components(config: dict, device: Optional[torch.device] = None, data=N
     for part in model.modules():  # parts that start from the data (the VampPrior's pseudo-inputs: training points)
         if hasattr(part, "init_from_data"):
             part.init_from_data(data.train.x)
+    if model.declares_latents():  # pyro.params of a hand-declared model (its guide bound first: the VampPrior)
+        model.prepare(example_x, example_y)
     return Components(model, guide, objective, data, device, config)
 
 
