@@ -32,7 +32,7 @@ from torch.distributions import biject_to
 from torch.distributions.transforms import ReshapeTransform
 
 from zoo.errors import ConfigError, ContractError
-from zoo.model import data_plate, modules_referenced
+from zoo.model import accepts_y, data_plate, modules_referenced
 from zoo.pyro_params import CapturedParams, ParamMessenger
 from zoo.registry import Registry
 
@@ -119,8 +119,7 @@ class GuideProgram(nn.Module):
         self._name = name or getattr(function, "__name__", "guide")
         self.used_modules = nn.ModuleDict(modules_referenced(function))
         self.captured = CapturedParams()
-        params = list(inspect.signature(function).parameters.values())
-        self._takes_y = len(params) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+        self._takes_y = accepts_y(function)
 
     def forward(self, x, y=None):
         with ParamMessenger(self.captured):

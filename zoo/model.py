@@ -183,7 +183,8 @@ def _plate_indices(n: int, device: torch.device) -> torch.Tensor:
     return torch.arange(n, device=device)
 
 
-def _accepts_y(fn) -> bool:
+def accepts_y(fn) -> bool:
+    """True when a Pyro program takes the labels as a second argument (``model(x, y=None)``)."""
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
@@ -225,7 +226,7 @@ class TracedModel(ZooModel):
         else:
             self._function = program
             self.used_modules = nn.ModuleDict(modules_referenced(program))
-        self._takes_y = _accepts_y(program.forward if isinstance(program, nn.Module) else program)
+        self._takes_y = accepts_y(program.forward if isinstance(program, nn.Module) else program)
         self._name = name or getattr(program, "__name__", type(program).__name__)
         declared = getattr(program, "latent_sites", None)
         self._declared = declared if callable(declared) else None
