@@ -7,8 +7,8 @@ builds its likelihood by name (vae, hvae, convhvae, pixelvae, pixelhvae, ...) ca
 
 * ``discretized-logistic`` -- p(x_d | z) = DL(x_d; mu_d, s_d), a logistic discretised to the 256 levels
   {0, 1/255, ..., 1} with the end bins taking the tails (Kingma et al. 2016, IAF; :class:`DiscretizedLogistic`).
-  Two decoder outputs per dimension (``params_per_dim = 2``): mu (identity) and log s (clamped below at -7, as
-  PixelCNN++ does).
+  Two decoder outputs per dimension (``params_per_dim = 2``): mu (identity) and log s, clamped below at
+  :data:`LOG_SCALE_MIN` (PixelCNN++'s floor, see there).
 * ``discretized-mix-logistic:K`` -- a mixture of K such logistics per dimension (Salimans et al. 2017, PixelCNN++;
   :class:`DiscretizedMixLogistic`), ``params_per_dim = 3 K``: K mixture logits, K locations, K log-scales.
 
@@ -19,6 +19,8 @@ Both are probability mass functions over the 256 levels (they sum to one per pix
 the NLL of a test point is in nats of the discrete data and bits/dim = NLL / (D ln 2), as the evaluation reports for
 pixel data. :meth:`check_data` refuses data that are not on the k/255 grid in [0, 1] with one line.
 """
+import math
+
 import torch
 from torch import nn
 
@@ -27,7 +29,14 @@ from zoo.errors import ConfigError, DataError
 from zoo.likelihoods import LIKELIHOODS
 
 NUM_BINS = 256
-LOG_SCALE_MIN = -7.0
+
+#: Floor of log s on the zoo's [0, 1] pixel scale: PixelCNN++'s ``log_scales = tf.maximum(..., -7.)`` (openai/pixel-cnn,
+#: ``nn.py``), which is applied to data in [-1, 1]. The map [0, 1] -> [-1, 1] doubles every length, so the same floor
+#: on [0, 1] is :math:`\log(e^{-7}/2) = -7 - \log 2`. With the bin width :math:`1/255` and
+#: :math:`\delta = 1/(255 s)` the bin width in standard units, the most an interior pixel can get is
+#: :math:`\log(\sigma(\delta/2) - \sigma(-\delta/2)) = \log\tanh(\delta/4)`: -0.0271 nats at this floor, as in
+#: PixelCNN++ (a floor of -7 on [0, 1] would cap it at -0.234 nats, 0.21 nats per pixel too low).
+LOG_SCALE_MIN = -7.0 - math.log(2.0)
 
 
 def check_8bit(x: torch.Tensor, name: str, where: str, num_bins: int = NUM_BINS):

@@ -99,8 +99,9 @@ class DiscretizedLogistic(TorchDistribution):
     rule used, :math:`\log P(x) \approx \log\frac{1}{n-1} + \log p_{\mathrm{logistic}}(x)`: its relative error
     is below :math:`\delta^2/24 < 10^{-13}`, and it keeps the gradient finite where :math:`1/\delta` would overflow.
     The edge bins use :math:`\log\sigma(a)` and :math:`\log\sigma(-b)`, also exact.
-    Gradients are finite everywhere (no ``where`` over a non-finite branch). PixelCNN++ clamps ``log_scale`` at -7 in
-    training; that is left to the decoder.
+    Gradients are finite everywhere (no ``where`` over a non-finite branch). PixelCNN++ clamps ``log_scale`` at -7 on
+    its [-1, 1] scale, which is :math:`-7-\log 2` on this [0, 1] scale; that is left to the decoder
+    (:data:`zoo.likelihoods_discretized.LOG_SCALE_MIN`).
 
     ``sample`` is exact: the continuous logistic is drawn by inversion and mapped to the centre of its bin (clamped
     into [0, 1]); it is not reparameterisable. ``enumerate_support`` gives the grid, so the distribution also works
