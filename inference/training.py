@@ -38,6 +38,9 @@ class TrainConfig:
     precision: str = "fp32"  # "bf16": autocast the networks to bfloat16; log-densities stay float32
 
 
+DATA_SCALE_WARNING = 1e6  # |x| above this: a divergence is blamed on the data's scale
+
+
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + 17 * (epoch + 1)) % (2**63 - 1))
 
@@ -85,6 +88,11 @@ class Trainer:
                                   f"({self.dist.world_size} processes x --batch-size {config.batch_size})")
         else:
             self.steps_per_epoch = math.ceil(n / config.batch_size)
+        self.saved_at = None  # (epoch, step) of the checkpoint on disk
+        self.warned, self.progress_bar = False, None
+        # the data's magnitude, read once: a blow-up on data at 1e18 is the data's fault, not the learning rate's
+        x = data.train.x
+        self.data_scale = float(x.abs().max()) if x.numel() and x.device.type != "meta" else 0.0
         self.progress = {"epoch": 0, "step": 0, "global_step": 0, "best_valid": math.inf, "best_epoch": -1,
                          "bad_epochs": 0, "epoch_loss_sum": 0.0, "epoch_seconds": 0.0, "finished": False,
                          "stopped_early": False}
@@ -104,33 +112,57 @@ class Trainer:
                 "model": self.model.state_dict(), "guide": self.guide.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": rng, "progress": dict(self.progress)}
 
+    def _state_is_finite(self) -> bool:
+        """Whether every weight and every optimizer statistic is finite: checked before each write (one host sync
+        per checkpoint, never per step), so no file ever holds a NaN or an infinity."""
+        tensors = list(self.params)
+        for per_param in self.optimizer.state.values():
+            tensors += [v for v in per_param.values() if torch.is_tensor(v) and v.is_floating_point()]
+        if not tensors:
+            return True
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
     def save_checkpoint(self):
+        if not self._state_is_finite():
+            self._diverged(self.progress["epoch"], "the weights or Adam's statistics after the last step",
+                           "not finite")
         state = self._state()  # a collective in distributed runs: every rank takes part
         if self.dist.is_main:
             ckpt.save_atomic(state, rd.path(self.run_dir, rd.CHECKPOINT))
+        self.saved_at = (self.progress["epoch"], self.progress["step"])
 
     def save_best(self):
         if not self.dist.is_main:
             return
+        if not self._state_is_finite():
+            self._diverged(self.progress["epoch"], "the weights after the last step", "not finite")
         ckpt.save_atomic({"format": ckpt.FORMAT, "model_name": self.model_name, "config": self.run_config,
                           "model": self.model.state_dict(), "guide": self.guide.state_dict(),
                           "epoch": self.progress["epoch"]}, rd.path(self.run_dir, rd.BEST))
 
     def load_checkpoint(self):
-        state = ckpt.load(rd.path(self.run_dir, rd.CHECKPOINT), expected_model=self.model_name)
-        self.model.load_state_dict(state["model"])
-        self.guide.load_state_dict(state["guide"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        ranks = state["rng"].get("torch_ranks") or [state["rng"]["torch"]]
-        if len(ranks) != self.dist.world_size:
-            from zoo.errors import RunDirError
+        from zoo.errors import RunDirError
 
+        path = rd.path(self.run_dir, rd.CHECKPOINT)
+        state = ckpt.load(path, expected_model=self.model_name)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.guide.load_state_dict(state["guide"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            ranks = state["rng"].get("torch_ranks") or [state["rng"]["torch"]]
+            progress = dict(state["progress"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise RunDirError(f"{path} does not fit the model that {rd.CONFIG} describes ({first}); the config or the "
+                              f"checkpoint was changed or damaged; train the run again with --overwrite") from None
+        if len(ranks) != self.dist.world_size:
             raise RunDirError(f"this run was trained by {len(ranks)} processes; resume it with as many "
                               f"(now {self.dist.world_size})")
         torch.set_rng_state(ranks[self.dist.rank])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.progress.update(state["progress"])
+        self.progress.update(progress)
+        self.saved_at = (self.progress["epoch"], self.progress["step"])
 
     # ----------------------------------------------------------------------------------------------- loop
     @torch.no_grad()
@@ -150,15 +182,53 @@ class Trainer:
         return float(total) / len(split)
 
     def _check_finite(self, value: float, epoch: int, where: str):
-        """Divergence is checked where the loss is read anyway (a checkpoint, the epoch's end), never per step: a NaN
-        stops the run before that state is written, so checkpoint.pt keeps the last finite one."""
+        """Divergence is checked where the loss is read anyway (a checkpoint, the epoch's end), never per step; the
+        weights and Adam's state are checked again before every write (:meth:`_state_is_finite`)."""
         if not math.isfinite(value):
-            from zoo.errors import TrainingDiverged
+            self._diverged(epoch, where, f"{value}")
 
-            raise TrainingDiverged(
-                f"training diverged: epoch {epoch + 1}, {where}, is {value}; nothing of it was saved, and "
-                f"{rd.CHECKPOINT} in {self.run_dir} holds the last finite state. Train again with a smaller --lr "
-                f"(now {self.config.lr:g})" + (" or --precision fp32" if self.config.precision != "fp32" else ""))
+    def _diverged(self, epoch: int, where: str, value: str):
+        """Stop with one line that says what broke, what is on disk, and the likely cause."""
+        from zoo.errors import TrainingDiverged
+
+        if self.saved_at is not None:
+            e, s = self.saved_at
+            kept = (f"{rd.CHECKPOINT} in {self.run_dir} holds the last finite state (after epoch {e}"
+                    + (f", step {s}" if s else "") + "); nothing after it was saved")
+        else:
+            kept = "nothing of this run was saved, there is no checkpoint to resume"
+        if self.data_scale > DATA_SCALE_WARNING:
+            cause = (f"the training data reach |x| = {self.data_scale:.3g}, a scale at which the likelihood's "
+                     f"log-density overflows float32: standardize or rescale the data (e.g. to [0, 1] or zero mean "
+                     f"and unit variance)")
+        else:
+            cause = f"train again with a smaller --lr (now {self.config.lr:g})" + (
+                " or --precision fp32" if self.config.precision != "fp32" else "")
+        raise TrainingDiverged(f"training diverged: epoch {epoch + 1}, {where}, is {value}; {kept}. Likely cause: "
+                               f"{cause}")
+
+    def _watch_blowup(self, row: dict, history: list):
+        """Warn once when training blows up while staying finite: the training loss far above the best validation
+        loss, or the validation loss worse in each of the last three epochs."""
+        if self.warned:
+            return
+        best = min(r["valid_loss"] for r in history + [row])
+        # both losses rising epoch after epoch (overfitting lowers the training loss while validation rises)
+        worse = [b["valid_loss"] > a["valid_loss"] and b["train_loss"] > a["train_loss"]
+                 for a, b in zip(history[-3:], history[-2:] + [row])]
+        exploded = abs(row["train_loss"]) > 100 * max(1.0, abs(best)) and row["train_loss"] > best
+        if exploded or (len(worse) == 3 and all(worse)):
+            self.warned = True
+            what = (f"the training loss {row['train_loss']:.4g} is far above the best validation loss {best:.4g}"
+                    if exploded else "the training and validation losses got worse in each of the last three epochs")
+            import sys
+
+            msg = (f"zoo: warning: epoch {row['epoch'] + 1}: {what}; training may be diverging (--lr "
+                   f"{self.config.lr:g}). {rd.BEST} keeps the best weights so far.")
+            if self.progress_bar is not None:
+                self.progress_bar.write(msg, file=sys.stderr)
+            else:
+                print(msg, file=sys.stderr)
 
     def _autocast(self):
         return autocast(self.config.precision, self.device.type)
@@ -169,16 +239,19 @@ class Trainer:
         main = self.dist.is_main
         if resume:
             self.load_checkpoint()
+            if self.progress["finished"] and not self.progress["stopped_early"] and self.progress["epoch"] < c.epochs:
+                self.progress["finished"] = False  # a finished run extended to more epochs (--resume --epochs N)
             if main:
                 rd.truncate_metrics(self.run_dir, self.progress["epoch"])
         else:
             pyro.set_rng_seed(c.seed + self.dist.rank)  # each rank draws its own noise
             if main:
-                open(rd.path(self.run_dir, rd.METRICS), "w").close()
+                rd.write_metrics(self.run_dir, [])
         p = self.progress
         train = self.data.train
         device = train.x.device
-        bar = _progress_bar(c.progress and main, self.steps_per_epoch)
+        bar = self.progress_bar = _progress_bar(c.progress and main, self.steps_per_epoch)
+        history = rd.read_metrics(self.run_dir) if main else []
         try:
             while not p["finished"] and p["epoch"] < c.epochs:
                 epoch = p["epoch"]
@@ -241,7 +314,9 @@ class Trainer:
                 if bar is not None:
                     bar.set_postfix(loss=f"{row['train_loss']:.2f}", valid=f"{valid:.2f}")
                 if main:
-                    rd.append_metrics(self.run_dir, row)
+                    self._watch_blowup(row, history)
+                    history.append(row)
+                    rd.write_metrics(self.run_dir, history)
                 p.update(epoch=epoch + 1, step=0, epoch_loss_sum=0.0, epoch_seconds=0.0)
                 if c.patience is not None and p["bad_epochs"] >= c.patience:
                     p["finished"] = p["stopped_early"] = True

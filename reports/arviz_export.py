@@ -16,6 +16,8 @@ from typing import Optional
 
 import numpy as np
 
+from inference.atomic_write import write_atomic
+
 GROUP = "importance"
 FILENAME = "importance.nc"
 
@@ -47,9 +49,7 @@ def write_importance(path: str, log_weights, khat, labels=None, attrs: Optional[
     """Write ``importance.nc`` (netCDF through arviz); returns the path."""
     idata = to_inference_data(log_weights, khat, labels, attrs)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    idata.to_netcdf(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: idata.to_netcdf(tmp))
     return path
 
 

@@ -6,6 +6,7 @@ poutine trace/replay of the guide into the model for reconstructions (:func:`rec
 drawn from a run's files: ``metrics.jsonl`` (curves) and ``eval_points.pt`` (per-point NLL, k-hat, posterior means).
 """
 import math
+import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -13,6 +14,8 @@ import pyro.poutine as poutine
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from inference.atomic_write import write_atomic
 
 DPI = 100
 MIN_CELL = 28  # small images (8x8 digits) are enlarged to about this many pixels, nearest neighbour
@@ -26,7 +29,7 @@ def _figure(width=5.2, height=3.4):
 
 def _save(fig, path):
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format=os.path.splitext(path)[1][1:] or "png"))
     return path
 
 
@@ -43,7 +46,7 @@ def save_grid(x: torch.Tensor, image_shape: Sequence[int], path: str, nrow: int)
     scale = max(1, int(math.ceil(MIN_CELL / max(h, w))))
     if scale > 1:
         images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
-    vutils.save_image(images, path, nrow=nrow, padding=2, pad_value=1.0)
+    write_atomic(path, lambda tmp: vutils.save_image(images, tmp, nrow=nrow, padding=2, pad_value=1.0, format="PNG"))
     return path
 
 

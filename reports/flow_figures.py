@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from inference.atomic_write import write_atomic
+
 TEMPERATURES = (0.0, 0.5, 0.7, 0.85, 1.0)
 
 
@@ -52,7 +54,7 @@ def _evaluating(model):
 
 def _save(fig, path):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
     _plt().close(fig)
     return path
 

@@ -23,6 +23,9 @@ import numpy as np
 import torch
 
 from inference import run_dir as rd
+from inference.atomic_write import remove_leftovers, write_text
+from inference.run_lock import RunLock
+from zoo.errors import RunDirError
 from reports import arviz_export, figures, published, render
 from reports.table import build_table, display_table, protocol_lines, run_record
 
@@ -66,12 +69,10 @@ def _unique_names(run_dirs: List[str]) -> List[str]:
     return names
 
 
-def _load_points(run_dir: str) -> Optional[dict]:
-    p = rd.path(run_dir, rd.EVAL_POINTS)
-    if not os.path.exists(p):
-        return None
-    points = torch.load(p, map_location="cpu", weights_only=True)
-    return {k: v.numpy() for k, v in points.items()}
+def _load_points(run_dir: str, summary: dict) -> Optional[dict]:
+    from zoo.cli import runs as zoo_runs
+
+    return zoo_runs.read_eval_points(run_dir, summary)
 
 
 def _attempt(section: RunSection, what: str, fn: Callable, log):
@@ -98,7 +99,14 @@ def _evaluate(run_dir: str, name: str, samples: int, reevaluate: bool, device, p
     from zoo.cli import runs as zoo_runs  # looked up at call time (tests replace evaluate_run)
 
     notes = []
-    summary = zoo_runs.read_eval(run_dir)
+    try:
+        summary = zoo_runs.read_eval(run_dir)
+        if summary is not None:
+            _load_points(run_dir, summary)  # eval_points.pt must be readable and of the same evaluation
+    except RunDirError as e:  # a damaged cache is re-made, and the page says so
+        notes.append(f"{name}: the cached evaluation could not be used ({e}); it was re-evaluated with K={samples}.")
+        log(f"zoo report: note: {notes[-1]}", file=sys.stderr)
+        summary = None
     if summary is None or reevaluate:
         log(f"evaluating {run_dir} with K={samples} importance samples per test point")
         return zoo_runs.evaluate_run(run_dir, samples, device=device, progress=progress), True, notes
@@ -228,7 +236,12 @@ def build_report(run_dirs: List[str], out: str, samples: int = 5000, title: Opti
     """Write ``out/index.html`` and ``out/report.md`` comparing the runs in ``run_dirs``; returns the :class:`Report`."""
     if not run_dirs:
         raise ValueError("no run directories")
-    os.makedirs(out, exist_ok=True)
+    with RunLock(out, "zoo report", create=True):  # one report at a time in a folder
+        remove_leftovers(out)
+        return _build_report(run_dirs, out, samples, title, reevaluate, device, progress, log)
+
+
+def _build_report(run_dirs, out, samples, title, reevaluate, device, progress, log) -> Report:
     names = _unique_names(run_dirs)
     sections, warnings, records = [], [], []
     from zoo.errors import ZooError
@@ -250,7 +263,7 @@ def build_report(run_dirs: List[str], out: str, samples: int = 5000, title: Opti
         section = RunSection(name, run_dir, config, summary, metrics, published.match(config, summary),
                              evaluated_now=evaluated)
         os.makedirs(os.path.join(out, name), exist_ok=True)
-        _run_figures(section, out, _load_points(run_dir), device, log)
+        _run_figures(section, out, _load_points(run_dir, summary), device, log)
         sections.append(section)
         records.append(run_record(name, config, summary, metrics, section.match))
 
@@ -265,10 +278,8 @@ def build_report(run_dirs: List[str], out: str, samples: int = 5000, title: Opti
                     display=display_table(table), protocol=protocol_lines(table), warnings=warnings, curves=curves)
     report.html_path = os.path.join(out, "index.html")
     report.md_path = os.path.join(out, "report.md")
-    with open(report.html_path, "w", encoding="utf-8") as f:
-        f.write(render.to_html(report))
-    with open(report.md_path, "w", encoding="utf-8") as f:
-        f.write(render.to_markdown(report))
+    write_text(report.html_path, render.to_html(report))
+    write_text(report.md_path, render.to_markdown(report))
     return report
 
 

@@ -95,11 +95,14 @@ def _spec(kind: str, value, objects: dict):
 def train(model: Any = "vae", guide: Any = None, objective: Any = None, data: Union[str, Any] = "mnist5k",
           out: Optional[str] = None, *, model_options: Optional[dict] = None, guide_options: Optional[dict] = None,
           binarize: Optional[str] = None, data_root: Optional[str] = None, labels: Optional[int] = None,
-          device: str = "auto", resume: bool = False, progress: bool = True, **options) -> Run:
+          device: str = "auto", resume: bool = False, overwrite: bool = False, progress: bool = True,
+          **options) -> Run:
     """Train ``model`` with ``guide`` and ``objective`` on ``data`` into the run directory ``out``; returns the
     :class:`Run`. ``options`` are training settings (epochs, batch_size, lr, seed, beta, warmup, patience,
     checkpoint_every, precision) and the zoo's general model options (latent_dim, hidden, likelihood, prior, ...,
-    used where the model takes them); ``model_options`` are the model constructor's own (all must be taken)."""
+    used where the model takes them); ``model_options`` are the model constructor's own (all must be taken).
+    ``out`` that already holds a run is refused unless ``resume=True`` (continue it; ``epochs=N`` extends it) or
+    ``overwrite=True`` (replace it)."""
     from inference.training import TrainConfig
     from zoo.cli.assemble import register_all
     from zoo.cli.runs import make_config, train_run
@@ -111,9 +114,18 @@ def train(model: Any = "vae", guide: Any = None, objective: Any = None, data: Un
         from inference import run_dir as rd
         from zoo.cli.assemble import code_of_run
 
+        extra = [k for k in options if k != "epochs"]
+        if extra:
+            raise ConfigError(f"zoo.train(resume=True) continues {out} as it was configured; {extra[0]}= cannot "
+                              f"change (only epochs= extends it)")
+        config = rd.read_config(out)
+        if "epochs" in options:
+            from zoo.cli.main import _extend
+
+            _extend(config, out, int(options["epochs"]))
         live = _LIVE_OBJECTS.get(os.path.abspath(out))
         with code_of_run(out):
-            train_run(rd.read_config(out), out, resume=True, progress=progress, objects=live)
+            train_run(config, out, resume=True, progress=progress, objects=live)
         return Run(out)
     register_all()
     train_names = {f.name for f in fields(TrainConfig)}
@@ -150,7 +162,7 @@ def train(model: Any = "vae", guide: Any = None, objective: Any = None, data: Un
     out = out or os.path.join("runs", "-".join(str(s).split(":")[-1].strip("<>") for s in (model_spec, guide_spec)))
     if objects:
         _LIVE_OBJECTS[os.path.abspath(out)] = objects
-    train_run(config, out, progress=progress, objects=objects or None)
+    train_run(config, out, progress=progress, objects=objects or None, overwrite=overwrite)
     return Run(out)
 
 

@@ -227,6 +227,7 @@ class TracedModel(ZooModel):
             self._function = program
             self.used_modules = nn.ModuleDict(modules_referenced(program))
         self._takes_y = accepts_y(program.forward if isinstance(program, nn.Module) else program)
+        self.accepts_labels = self._takes_y  # a program model(x, y=None) is given the labels (--labels applies)
         self._name = name or getattr(program, "__name__", type(program).__name__)
         declared = getattr(program, "latent_sites", None)
         self._declared = declared if callable(declared) else None

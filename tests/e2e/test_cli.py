@@ -50,7 +50,7 @@ def _one_line_error(code, err, *fragments):
     (["train", "--lr", "inf"], ["--lr", "positive finite number"]),
     (["train", "--hidden", "4x"], ["--hidden"]),
     (["train", "--device", "cuda"], ["cuda"]),
-    (["train", "--device", "tpu"], ["--device must be auto, cpu or cuda"]),
+    (["train", "--device", "tpu"], ["--device must be auto, cpu, cuda or cuda:N"]),
     (["train", "--data", "digits", "--binarize", "none", "--likelihood", "bernoulli"],
      ["Bernoulli likelihood needs binary data", "--binarize"]),
     (["evaluate", "/nonexistent/run"], ["does not exist"]),
@@ -100,7 +100,7 @@ def test_directory_that_is_not_a_run_and_a_run_of_another_model(digits_run, caps
     _one_line_error(code, err, "holds a 'glow' model, not 'vae'")
     open(os.path.join(other, "best.pt"), "wb").write(b"not a checkpoint")
     code, _, err = run(["evaluate", other, "--samples", "5", "--no-progress"], capsys)
-    _one_line_error(code, err, "not a readable zoo checkpoint")
+    _one_line_error(code, err, "not a zoo checkpoint")
 
 
 def test_unwritable_output_is_one_line(digits_run, capsys):
@@ -158,6 +158,7 @@ def test_every_registered_guide_and_objective_trains_the_vae(capsys, tmp_path):
     assert {"diagonal", "iaf:2", "sylvester-o:2"} <= set(compatible)
     combos = [(spec, "elbo") for spec in compatible]
     combos += [("diagonal", o.name + (":3" if o.arg else "")) for o in OBJECTIVES if o.name in ("elbo", "iwae")]
+    combos = list(dict.fromkeys(combos))  # (diagonal, elbo) once: a second run into its directory is refused
     for guide, objective in combos:
         out = str(tmp_path / f"{guide}-{objective}".replace(":", ""))
         code, _, err = run(["train", "--data", "digits", "--guide", guide, "--objective", objective,

@@ -43,10 +43,16 @@ def register_all():
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device here; use --device cpu or auto")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name not in ("cpu", "cuda") and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"--device {name} was asked for, but torch sees no CUDA device here; use --device cpu "
+                              f"or auto")
+        if name != "cuda" and int(name[5:]) >= count:
+            raise ConfigError(f"--device {name}: this machine has {count} CUDA device{'s' if count > 1 else ''} "
+                              f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
     return torch.device(name)
 
 
@@ -91,6 +97,37 @@ def model_options(model_name: str, options: dict, data, own_options: Optional[di
     if "num_classes" in accepted and data.num_classes is not None:
         opts.setdefault("num_classes", data.num_classes)
     return opts
+
+
+#: the CLI's general model options (flag -> the constructor argument it sets)
+GENERAL_OPTIONS = {"--latent-dim": "latent_dim", "--latent-dim1": "latent_dim1", "--hidden": "hidden",
+                   "--flow-depth": "flow_depth", "--num-scales": "num_scales", "--activation": "activation",
+                   "--prior": "prior", "--sigma": "sigma", "--likelihood": "likelihood", "--alpha": "alpha",
+                   "--m1-run": "m1_run"}
+
+
+def check_general_options(model_name: str, given: list):
+    """Refuse the general options (``--flow-depth``, ``--alpha``, ...) that a user gave to a model that has no use
+    for them, instead of ignoring them without a word; ``given`` holds their constructor names."""
+    from guides.base import _is_program
+    from zoo.model import MODELS
+    from zoo.references import short_name
+
+    entry = MODELS.entry(model_name)
+    flags = {v: k for k, v in GENERAL_OPTIONS.items()}
+    if entry.source != "registered":  # a user's model gets only its own options
+        if given:
+            raise ConfigError(f"{flags[given[0]]} does not apply to your model {short_name(model_name)!r}: give its "
+                              f"constructor's own options with --model-option KEY=VALUE")
+        return
+    accepted = {} if _is_program(entry.factory, "data_dim") else _parameters(entry.factory)
+    if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        return
+    for key in given:
+        if key not in accepted and key != "prior":  # --prior: model_options says which models have a prior
+            takers = [e.name for e in MODELS if e.source == "registered" and key in _parameters(e.factory)]
+            raise ConfigError(f"model {model_name!r} has no use for {flags[key]}; drop it"
+                              + (f" (models that take it: {', '.join(takers)})" if takers else ""))
 
 
 def load_data(config: dict, device):

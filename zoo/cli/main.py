@@ -31,6 +31,8 @@ def _number(cast, ok, what):
 _positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 _nonneg_int = _number(int, lambda v: v >= 0, "a non-negative integer")
 _positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive finite number")
+_nonneg_float = _number(float, lambda v: 0 <= v < float("inf"), "a non-negative finite number")
+_seed = _number(int, lambda v: 0 <= v < 2**32, "a seed from 0 to 4294967295")
 
 
 def _hidden(text):
@@ -86,7 +88,7 @@ def build_parser():
     t.add_argument("--objective", default=None, help="default: the model's (elbo; enum for m2, m1+m2)")
     t.add_argument("--labels", type=_positive_int, default=None,
                    help="keep N training labels (class-balanced, seeded by --seed), hide the rest (semi-supervised)")
-    t.add_argument("--alpha", type=float, default=None,
+    t.add_argument("--alpha", type=_nonneg_float, default=None,
                    help="m2, m1+m2: weight of the classification term per data point (default 0.1, the paper's)")
     t.add_argument("--m1-run", default=None, metavar="DIR", help="m1+m2: the trained M1 run whose features M2 models")
     t.add_argument("--label-repeat", type=_label_repeat, default=None, metavar="R|auto",
@@ -112,14 +114,15 @@ def build_parser():
                         "stage (realnvp on images), steps per level (glow)")
     t.add_argument("--num-scales", type=_positive_int, default=None, help="realnvp/glow on images: multi-scale levels")
     t.add_argument("--activation", default="relu")
-    t.add_argument("--epochs", type=_positive_int, default=10)
+    t.add_argument("--epochs", type=_positive_int, default=None,
+                   help="epochs to train (default 10); with --resume: extend a finished run to this many")
     t.add_argument("--batch-size", type=_positive_int, default=128)
     t.add_argument("--lr", type=_positive_float, default=1e-3)
     t.add_argument("--beta", type=_positive_float, default=1.0, help="KL weight (beta-VAE when > 1)")
     t.add_argument("--warmup", type=_nonneg_int, default=0, help="epochs of linear KL warm-up")
     t.add_argument("--patience", type=_positive_int, default=None, help="early stopping patience in epochs")
     t.add_argument("--checkpoint-every", type=_nonneg_int, default=0, help="also checkpoint every N steps")
-    t.add_argument("--seed", type=_nonneg_int, default=0)
+    t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: autocast the networks to bfloat16 (log-densities stay float32)")
     t.add_argument("--distributed", action="store_true",
@@ -127,6 +130,8 @@ def build_parser():
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--out", default=None, help="run directory (default runs/<model>-<guide>-<data>)")
     t.add_argument("--resume", metavar="DIR", default=None, help="continue the run in DIR from its last checkpoint")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (its checkpoints and evaluation are removed)")
     t.add_argument("--no-progress", action="store_true")
 
     e = sub.add_parser("evaluate", help="evaluate a run: test -ELBO, importance-sampled NLL, KL, active units, PSIS")
@@ -145,7 +150,7 @@ def build_parser():
     s.add_argument("run_dir")
     s.add_argument("-n", type=_positive_int, default=64)
     s.add_argument("--out", default=None, help="PNG path (default RUN_DIR/samples.png)")
-    s.add_argument("--seed", type=_nonneg_int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--device", default="auto")
 
     r = sub.add_parser("report", help="compare runs on one HTML + Markdown page: table, published figures, plots")
@@ -196,17 +201,26 @@ def cmd_train(args):
 
         _, device = init_from_env(args.device)
         args.device = str(device)
+    given = _given_options(args)
     if args.resume:
         config = rd.read_config(args.resume)
         if args.distributed:
             config["device"] = args.device
-        given = {"model": args.model, "guide": args.guide}
-        defaults = {"model": "vae", "guide": None}
-        for key, value in given.items():
+        for key, default in (("model", "vae"), ("guide", None)):
             stored = config[key]["name"] if key == "model" else config[key]
-            if value != defaults[key] and value != stored:
+            value = getattr(args, key)
+            if value != default and value != stored:
                 raise ConfigError(f"--resume {args.resume}: that run trains {key} {stored!r}, not {value!r}; "
                                   "drop the option or start a new run with --out")
+        changed = [k for k in given if k not in _RESUME_OPTIONS]
+        if changed:
+            raise ConfigError(f"--resume continues {args.resume} as it was configured, so --{changed[0].replace('_', '-')} "
+                              f"cannot change; drop it, or start a new run with --out (only --epochs, --device and "
+                              f"--no-progress go with --resume)")
+        if args.epochs is not None:
+            _extend(config, args.resume, args.epochs)
+        if args.device != "auto":
+            config["device"] = args.device
         from zoo.cli.assemble import code_of_run
 
         with code_of_run(args.resume):
@@ -222,7 +236,11 @@ def cmd_train(args):
         args.objective = canonical(args.objective or model_default(args.model, "objective", "elbo"))
         args.data, args.prior, args.likelihood = (canonical(v) for v in (args.data, args.prior, args.likelihood))
         out = args.out or os.path.join("runs", "-".join(_slug(v) for v in (args.model, args.guide, args.data)))
-        train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        from zoo.cli.assemble import GENERAL_OPTIONS, check_general_options
+
+        check_general_options(args.model, [GENERAL_OPTIONS[f"--{k.replace('_', '-')}"] for k in given
+                                           if f"--{k.replace('_', '-')}" in GENERAL_OPTIONS])
+        train = TrainConfig(epochs=args.epochs or 10, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             beta=args.beta, warmup=args.warmup, patience=args.patience,
                             checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                             precision=args.precision)
@@ -240,7 +258,7 @@ def cmd_train(args):
         config["guide_options"] = dict(args.guide_option)
         if args.model_option:
             config["model"]["own_options"] = dict(args.model_option)
-        state = train_run(config, out, progress=not args.no_progress)
+        state = train_run(config, out, progress=not args.no_progress, overwrite=args.overwrite)
     from inference.distributed import current, shutdown
 
     is_main = current().is_main
@@ -250,6 +268,32 @@ def cmd_train(args):
     print(f"trained {state['epoch']} epochs (best validation loss {state['best_valid']:.3f} at epoch "
           f"{state['best_epoch'] + 1}{', stopped early' if state['stopped_early'] else ''}); run directory: {out}")
     return 0
+
+
+_RESUME_OPTIONS = ("epochs", "device", "no_progress", "distributed", "resume", "model", "guide")
+
+
+def _given_options(args) -> list:
+    """The train options given on the command line (those whose value differs from the default), in flag order."""
+    defaults = vars(build_parser().parse_args(["train"]))
+    return [k for k, v in vars(args).items() if k in defaults and v != defaults[k]]
+
+
+def _extend(config: dict, run_dir: str, epochs: int):
+    """``--resume DIR --epochs N``: train the run to N epochs in all (a finished run is extended)."""
+    from inference import checkpoint as ckpt
+    from inference import run_dir as rd
+
+    progress = ckpt.load(rd.path(run_dir, rd.CHECKPOINT), expected_model=config["model"]["name"]).get("progress", {})
+    done = progress.get("epoch", 0)
+    if epochs < done:
+        raise ConfigError(f"--resume {run_dir} --epochs {epochs}: that run has already trained {done} epochs; give "
+                          f"--epochs {done} or more, or none to finish it as configured")
+    if progress.get("stopped_early") and epochs > done:
+        raise ConfigError(f"--resume {run_dir} --epochs {epochs}: that run stopped early at epoch {done} (--patience "
+                          f"{config['train'].get('patience')}), so more epochs would stop again at once; start a new "
+                          f"run with a larger --patience")
+    config["train"]["epochs"] = epochs
 
 
 def _slug(spec: str) -> str:
@@ -265,7 +309,7 @@ def _slug(spec: str) -> str:
 def print_eval(summary: dict, out=None):
     out = out or sys.stdout
     proto = summary["protocol"]
-    if "exact" in proto.get("estimator", ""):  # no latent variables: the NLL is exact, no bound, no KL
+    if str(proto.get("estimator", "")).startswith("exact"):  # no latent variables: the NLL is exact, no bound, no KL
         rows = [("NLL (exact)", summary["nll"])]
     else:
         rows = [("test -ELBO", summary["neg_elbo"]), (f"NLL (K={proto['num_samples']})", summary["nll"]),
@@ -323,6 +367,22 @@ COMMANDS = {"list": cmd_list, "train": cmd_train, "evaluate": cmd_evaluate, "sam
             "report": cmd_report}
 
 
+def _out_of_memory(error) -> str:
+    """One line for a failed allocation (CPU or GPU), with the size asked for when torch says it; None otherwise."""
+    import re
+
+    text = str(error)
+    if not (isinstance(error, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+            or "allocate" in text and "bytes" in text):
+        return None
+    asked = re.search(r"allocate (?:memory: you tried to allocate )?(\d+) bytes", text)
+    size = re.search(r"allocate ([\d.]+ [KMGTP]iB)", text)
+    amount = (f"{int(asked.group(1)) / 2**30:.3g} GiB" if asked else size.group(1) if size else None)
+    return ("out of memory: " + (f"one tensor needed {amount}" if amount else "an allocation failed")
+            + "; use smaller sizes (--hidden, --latent-dim, --batch-size, evaluate --batch-size) or check the data "
+              "(a label of 10^9 asks for 10^9 classes)")
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -336,6 +396,12 @@ def main(argv=None) -> int:
     except OSError as e:  # a path the user gave cannot be written or read (missing folder, permissions, full disk)
         where = f" {e.filename}" if getattr(e, "filename", None) else ""
         print(f"zoo: error: cannot use{where}: {e.strerror or e}; check the path and its permissions", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:  # an allocation that cannot succeed: say how much was asked for
+        message = _out_of_memory(e)
+        if message is None:
+            raise
+        print(f"zoo: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zoo: interrupted; `zoo train --resume DIR` continues from the last checkpoint", file=sys.stderr)

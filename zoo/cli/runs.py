@@ -3,6 +3,7 @@ import json
 import math
 import os
 import time
+import uuid
 
 import pyro
 import torch
@@ -12,7 +13,10 @@ from inference.evaluation import importance_sample, summarize
 from inference.training import Trainer, TrainConfig, config_dict, unique_parameters
 from zoo.cli import semi_supervised
 from zoo.cli.assemble import VERSION, build_components, load_run, resolve_device
-from zoo.errors import RunDirError
+from inference.atomic_write import remove_leftovers, write_atomic
+from inference.checkpoint import load_tensors, save_atomic
+from inference.run_lock import RunLock
+from zoo.errors import ConfigError, RunDirError
 
 
 def make_config(model, guide, objective, data, binarize, model_options, train: TrainConfig, device="auto", root=None):
@@ -21,9 +25,36 @@ def make_config(model, guide, objective, data, binarize, model_options, train: T
             "train": config_dict(train), "device": device}
 
 
-def train_run(config: dict, out: str, resume: bool = False, on_step=None, progress=True, objects=None) -> dict:
+def train_run(config: dict, out: str, resume: bool = False, on_step=None, progress=True, objects=None,
+              overwrite: bool = False) -> dict:
     """Train the run described by ``config`` into ``out`` (or continue it with ``resume``); ``objects`` are the
-    Python API's components that config.json can only name (:mod:`zoo.api`)."""
+    Python API's components that config.json can only name (:mod:`zoo.api`).
+
+    The process holds ``out``'s lock (:mod:`inference.run_lock`) from start to end. A directory that already holds a
+    run is refused unless ``resume`` (continue it) or ``overwrite`` (remove its files, evaluation included, first);
+    temporary files of killed writes are removed."""
+    from inference.distributed import current
+
+    if not current().is_main:  # only the main process writes the run directory
+        return _train_run(config, out, resume, on_step, progress, objects)
+    with RunLock(out, "zoo train", create=True):
+        remove_leftovers(out)
+        if not resume and rd.is_run(out):
+            if not overwrite:
+                found = ", ".join(f for f in rd.RUN_FILES if os.path.exists(rd.path(out, f)))
+                raise ConfigError(f"{out} already holds a run ({found}); continue it with `zoo train --resume {out}`, "
+                                  f"or replace it with --overwrite (its checkpoints and evaluation are removed)")
+            for name in rd.RUN_FILES:
+                if os.path.exists(rd.path(out, name)):
+                    os.unlink(rd.path(out, name))
+        if resume:
+            stored = rd.read_config(out)
+            if stored["train"].get("epochs") != config["train"].get("epochs"):  # --resume --epochs N: extended
+                rd.write_json_atomic(config, rd.path(out, rd.CONFIG))
+        return _train_run(config, out, resume, on_step, progress, objects)
+
+
+def _train_run(config: dict, out: str, resume: bool, on_step, progress, objects) -> dict:
     device = resolve_device(config.get("device", "auto"))
     pyro.set_rng_seed(config["train"]["seed"])  # the initial weights depend on the seed alone
     semi_supervised.prepare_config(config)  # model/guide/objective pair; M1+M2's --m1-run
@@ -38,7 +69,6 @@ def train_run(config: dict, out: str, resume: bool = False, on_step=None, progre
                               "dim": data.dim, "image_shape": data.image_shape, **data.info}
     from inference.distributed import current
 
-    os.makedirs(out, exist_ok=True)
     if not resume and current().is_main:
         rd.write_json_atomic(config, rd.path(out, rd.CONFIG))
     trainer = Trainer(comps.model, comps.guide, comps.objective, data, train_cfg, out,
@@ -54,7 +84,17 @@ def train_run(config: dict, out: str, resume: bool = False, on_step=None, progre
 
 def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", batch_size: int = 100,
                  device=None, progress=True, keep_log_weights=True, precision="fp32") -> dict:
-    """Evaluate the best weights of a run with the zoo's protocol; write eval.json and eval_points.pt."""
+    """Evaluate the best weights of a run with the zoo's protocol; write eval.json and eval_points.pt.
+
+    The two files are one evaluation: eval_points.pt is written first and eval.json last, both carrying the same
+    ``evaluation_id``, so a crash between the writes leaves an eval.json that does not match the points (and the
+    report re-evaluates) rather than new numbers beside old points."""
+    rd.read_config(run_dir)  # a missing or damaged run says so before anything is created
+    with RunLock(run_dir, "zoo evaluate"):
+        return _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, keep_log_weights, precision)
+
+
+def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, keep_log_weights, precision) -> dict:
     comps = load_run(run_dir, resolve_device(device or "auto"))
     data_split = getattr(comps.data, split)
     comps.model.check_data(data_split.x, f"the {split} split")
@@ -94,28 +134,48 @@ def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", bat
     summary["train_seconds"] = sum(r.get("seconds", 0.0) for r in metrics)
     summary["epochs_trained"] = len(metrics)
     summary["best_epoch"] = min(metrics, key=lambda r: r["valid_loss"])["epoch"] if metrics else None
-    rd.write_json_atomic(summary, rd.path(run_dir, rd.EVAL))
+    summary["evaluation_id"] = uuid.uuid4().hex
     points = {k: torch.as_tensor(v) for k, v in samples.items() if v is not None}
     if data_split.y is not None:
         points["labels"] = data_split.y.cpu()
-    from inference.checkpoint import save_atomic
-
+    points["evaluation_id"] = summary["evaluation_id"]
     save_atomic(points, rd.path(run_dir, rd.EVAL_POINTS))
+    rd.write_json_atomic(summary, rd.path(run_dir, rd.EVAL))
     return summary
 
 
 def read_eval(run_dir: str):
+    """The run's eval.json (None when it has none); a damaged one is a RunDirError naming it."""
     p = rd.path(run_dir, rd.EVAL)
     if not os.path.exists(p):
         return None
-    with open(p) as f:
-        return json.load(f)
+    summary = rd.read_json(p, "re-evaluate the run with `zoo evaluate`")
+    if not isinstance(summary, dict) or not isinstance(summary.get("protocol"), dict) or not all(
+            isinstance(summary.get(k), dict) for k in ("nll", "psis")):
+        raise RunDirError(f"{p} is damaged: it is not the eval.json `zoo evaluate` writes; re-evaluate the run")
+    return summary
+
+
+def read_eval_points(run_dir: str, summary: dict):
+    """eval_points.pt as numpy arrays, or None when it is missing; a damaged file, or points of another evaluation
+    than ``summary`` (an evaluation interrupted between its two writes), is a RunDirError."""
+    p = rd.path(run_dir, rd.EVAL_POINTS)
+    if not os.path.exists(p):
+        return None
+    points = load_tensors(p)
+    if points.get("evaluation_id") != summary.get("evaluation_id"):
+        raise RunDirError(f"{p} belongs to another evaluation than eval.json (an evaluation was interrupted between "
+                          f"its two writes); re-evaluate the run")
+    if not all(torch.is_tensor(points.get(k)) for k in ("log_px", "khat")):
+        raise RunDirError(f"{p} is damaged: it lacks the per-point log p(x) and k-hat; re-evaluate the run")
+    return {k: v.numpy() for k, v in points.items() if torch.is_tensor(v)}
 
 
 def sample_grid(run_dir: str, n: int, out_png: str, seed: int = 0, device=None):
     """Draw n samples (decoder means) from a trained run and save them as an image grid."""
     import torchvision.utils as vutils
 
+    image_format = image_format_of(out_png)
     comps = load_run(run_dir, resolve_device(device or "auto"))
     shape = comps.data.image_shape
     if shape is None:
@@ -124,5 +184,19 @@ def sample_grid(run_dir: str, n: int, out_png: str, seed: int = 0, device=None):
     torch.manual_seed(seed)
     x = comps.model.sample(n, comps.data.test.x)
     grid = x.reshape(n, *shape).clamp(0, 1).cpu()
-    vutils.save_image(grid, out_png, nrow=int(math.ceil(math.sqrt(n))), padding=2, pad_value=1.0)
+    write_atomic(out_png, lambda tmp: vutils.save_image(grid, tmp, nrow=int(math.ceil(math.sqrt(n))), padding=2,
+                                                      pad_value=1.0, format=image_format))
     return out_png
+
+
+def image_format_of(file_path: str) -> str:
+    """The image format a path's extension names (``.png``, ``.jpg``, ...), or a ConfigError that says so."""
+    from PIL import Image
+
+    ext = os.path.splitext(file_path)[1].lower()
+    known = Image.registered_extensions()
+    if ext not in known or known[ext] not in Image.SAVE:
+        raise ConfigError(f"cannot write an image to {file_path!r}: "
+                          + (f"{ext!r} is not an image format" if ext else "it has no extension")
+                          + "; give a path ending in .png (or .jpg)")
+    return known[ext]

@@ -75,6 +75,14 @@ def prepare_config(config: dict):
 def prepare_components(config: dict, comps, resume: bool = False):
     """After the components are built: hide all but ``--labels N`` training labels; copy M1 into M1+M2."""
     n = config["data"].get("labels")
+    uses_labels = getattr(comps.model, "uses_labels", False)
+    name = config["model"]["name"]
+    if n and not (uses_labels or getattr(comps.model, "accepts_labels", False)):
+        raise ConfigError(f"model {name!r} makes no use of labels, so --labels {n} would change nothing; drop it "
+                          f"(models that learn from labels: m1, m2, m1+m2, or a model(x, y=None) of your own)")
+    if uses_labels and not resume and comps.data.train.y is None:
+        raise ConfigError(f"model {name!r} learns from labels, but data set {config['data']['name']!r} has none; "
+                          f"give it labelled data (an .npz with a 'y' array) or train a model without labels (vae)")
     if n:
         from zoo.data.labels import mask_labels
 
