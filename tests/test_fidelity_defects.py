@@ -45,3 +45,71 @@ def test_log_scale_floor_is_pixelcnnpp_floor_on_the_unit_scale(spec):
     torch.testing.assert_close(lp, torch.full_like(lp, closed_form), rtol=0, atol=1e-12)
     # ... which is PixelCNN++'s own value at its floor of -7 on [-1, 1] (the old floor gave -0.234)
     assert _pixelcnnpp_interior_log_prob(37 / 255, 37 / 255, -7.0) == pytest.approx(closed_form, abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------ 3. dead parameters
+def _assert_every_parameter_learns(module, loss):
+    loss.backward()
+    for name, p in module.named_parameters():
+        assert p.grad is not None and bool((p.grad != 0).any()), f"{type(module).__name__}.{name} gets no gradient"
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 2), 1])
+def test_invertible_conv_with_one_channel_has_no_dead_parameters_and_is_a_scaling(shape):
+    from zoo.transforms import InvertibleConv1x1
+
+    torch.manual_seed(0)
+    t = InvertibleConv1x1(shape).double()
+    with torch.no_grad():
+        t.log_abs_s.fill_(0.3)
+    d = t.dim
+    x = torch.randn(4, d, dtype=torch.float64)
+    y = t(x)
+    ldj = t.log_abs_det_jacobian(x, y)
+    s = float(t.sign_s) * math.exp(0.3)
+    torch.testing.assert_close(y, s * x, rtol=1e-15, atol=0)  # W = s
+    torch.testing.assert_close(ldj, torch.full((4,), d * 0.3, dtype=torch.float64))  # H W log|s|
+    torch.testing.assert_close(t.inv(y), x)
+    assert [n for n, _ in t.named_parameters()] == ["log_abs_s"]
+    _assert_every_parameter_learns(t, (y * torch.randn_like(y)).sum() + ldj.sum())
+
+
+def _flow_loss(t, d, context=None):
+    torch.manual_seed(1)
+    x = torch.randn(6, d, dtype=torch.float64)
+    if context is not None:
+        t = t.condition(context)
+    y = t(x)
+    return (y * torch.randn_like(y)).sum() + t.log_abs_det_jacobian(x, y).sum()
+
+
+@pytest.mark.parametrize("kind,d,m", [("o", 5, 1), ("o", 1, None), ("h", 1, None), ("t", 1, None)])
+def test_sylvester_edge_sizes_have_no_dead_parameters(kind, d, m):
+    from guides.transforms import sylvester as S
+
+    torch.manual_seed(0)
+    options = {"num_ortho_vecs": m} if kind == "o" else {}
+    plain = getattr(S, f"sylvester_{kind}")(d, **options).double()
+    _assert_every_parameter_learns(plain, _flow_loss(plain, d))
+    # amortized: every output of the hypernetwork feeds the map (its weight rows all get a gradient)
+    cond = getattr(S, f"conditional_sylvester_{kind}")(d, 3, **options).double()
+    context = torch.randn(6, 3, dtype=torch.float64)
+    _flow_loss(cond, d, context).backward()
+    rows = cond.nn.net[-1].weight.grad.abs().sum(-1)
+    assert bool((rows > 0).all()), f"hypernetwork outputs {torch.nonzero(rows == 0).flatten().tolist()} are unused"
+
+
+def test_sylvester_with_one_column_is_the_planar_map():
+    """M = 1: x + q r1 tanh(r2 q^T x + b), q a unit vector, r1 r2 scalars, and its log-det (checked by autograd)."""
+    from guides.transforms.sylvester import DIAG_BOUND, OrthogonalSylvester
+
+    torch.manual_seed(0)
+    t = OrthogonalSylvester(4, num_ortho_vecs=1).double()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    q = t.q[:, 0] / t.q[:, 0].norm()
+    r1, r2 = DIAG_BOUND * torch.tanh(t.diag1), DIAG_BOUND * torch.tanh(t.diag2)
+    pre = r2 * (x @ q) + t.b
+    expected = x + (r1 * torch.tanh(pre))[:, None] * q
+    torch.testing.assert_close(t(x), expected)
+    jac = torch.stack([torch.autograd.functional.jacobian(t, x[i]) for i in range(3)])
+    torch.testing.assert_close(t.log_abs_det_jacobian(x, t(x)), torch.linalg.slogdet(jac)[1])

@@ -144,12 +144,15 @@ def triangular_pair(
     :math:`R_1 = \mathrm{triu}(A, 1) + \mathrm{diag}(c\tanh \mathbf{d}_1)`,
     :math:`R_2 = \mathrm{triu}(A^T, 1) + \mathrm{diag}(c\tanh \mathbf{d}_2)` with :math:`c` = ``bound``.
 
-    :param full: :math:`A`, shape ``(..., M, M)``.
+    :param full: :math:`A`, shape ``(..., M, M)``; ``None`` when :math:`M = 1` (no strictly triangular part).
     :param diag1: unconstrained :math:`\mathbf{d}_1`, shape ``(..., M)``.
     :param diag2: unconstrained :math:`\mathbf{d}_2`, shape ``(..., M)``.
     """
-    r1 = torch.triu(full, diagonal=1) + torch.diag_embed(bound * torch.tanh(diag1))
-    r2 = torch.triu(full.transpose(-1, -2), diagonal=1) + torch.diag_embed(bound * torch.tanh(diag2))
+    r1 = torch.diag_embed(bound * torch.tanh(diag1))
+    r2 = torch.diag_embed(bound * torch.tanh(diag2))
+    if full is not None:
+        r1 = r1 + torch.triu(full, diagonal=1)
+        r2 = r2 + torch.triu(full.transpose(-1, -2), diagonal=1)
     return r1, r2
 
 
@@ -223,21 +226,28 @@ _KINDS = ("orthogonal", "householder", "triangular")
 
 
 def _raw_shapes(kind: str, input_dim: int, m: int, num_householder: int):
-    shapes = [("full", (m, m)), ("diag1", (m,)), ("diag2", (m,)), ("b", (m,))]
-    if kind == "orthogonal":
+    r"""Names and shapes of the raw parameters. Only those that reach the map: with :math:`M = 1` the strictly
+    triangular parts of :math:`R_1, R_2` are empty (no ``full``), and with :math:`D = 1` the only orthogonal matrices
+    are :math:`\pm 1`, a sign the bias absorbs (:math:`x + QR_1\tanh(R_2Qx + b)` with :math:`Q = -1` is the same map as
+    with :math:`Q = 1` and :math:`-b`), so O-SNF and H-SNF take :math:`Q = 1` and have no ``q`` / ``v``. A normalised
+    1 x 1 ``q`` or ``v`` would be a constant sign, and a masked 1 x 1 ``full`` would be removed entirely: parameters
+    that never get a gradient."""
+    shapes = [("full", (m, m))] if m > 1 else []
+    shapes += [("diag1", (m,)), ("diag2", (m,)), ("b", (m,))]
+    if kind == "orthogonal" and input_dim > 1:
         shapes.append(("q", (input_dim, m)))
-    elif kind == "householder":
+    elif kind == "householder" and input_dim > 1:
         shapes.append(("v", (num_householder, input_dim)))
     return shapes
 
 
 def _explicit_params(kind: str, raw: dict, tol: Optional[float], max_iter: int):
-    r1, r2 = triangular_pair(raw["full"], raw["diag1"], raw["diag2"])
-    if kind == "orthogonal":
+    r1, r2 = triangular_pair(raw.get("full"), raw["diag1"], raw["diag2"])
+    if "q" in raw:
         q = orthogonalize(raw["q"], tol=tol, max_iter=max_iter)
-    elif kind == "householder":
+    elif "v" in raw:
         q = householder_product(raw["v"])
-    else:
+    else:  # T-SNF, or D = 1: the identity (or the reversal, for T-SNF)
         q = None
     return q, r1, r2, raw["b"]
 
@@ -347,12 +357,11 @@ class _SylvesterModule(ConditionedSylvester, TransformModule):
     def reset_parameters(self):
         stdv = 1.0 / math.sqrt(self.num_ortho_vecs)
         with torch.no_grad():
-            for name in ("full", "diag1", "diag2", "b"):
-                getattr(self, name).uniform_(-stdv, stdv)
-            if self.kind == "orthogonal":
-                self.q.normal_()
-            elif self.kind == "householder":
-                self.v.normal_()
+            for name in self._names:
+                if name in ("q", "v"):
+                    getattr(self, name).normal_()
+                else:
+                    getattr(self, name).uniform_(-stdv, stdv)
 
     def extra_repr(self):
         return f"input_dim={self.input_dim}, kind={self.kind}, M={self.num_ortho_vecs}" + (
@@ -372,7 +381,9 @@ class OrthogonalSylvester(_SylvesterModule):
     triangular with diagonals :math:`c\tanh(\cdot)` (:math:`c` = :data:`DIAG_BOUND`), which keeps
     :math:`(R_1)_{ii}(R_2)_{ii} > -1` and the map invertible, and :math:`\mathbf{b}\in\mathbb{R}^M`. The log-determinant
     is :math:`\sum_i \log(1 + (R_1)_{ii}(R_2)_{ii}\tanh'((R_2Q^T\mathbf{x}+\mathbf{b})_i))`. With :math:`M = 1` this is a
-    planar flow.
+    planar flow, :math:`R_1, R_2` are scalars and the free matrix behind their off-diagonal parts is not created (it
+    would never get a gradient); with :math:`D = 1`, :math:`Q = 1` (a sign the bias absorbs) and nothing is learned
+    for it.
 
     Together with :class:`~pyro.distributions.TransformedDistribution` this provides a way to create richer
     variational approximations.
@@ -423,7 +434,8 @@ class HouseholderSylvester(_SylvesterModule):
     The log-determinant is :math:`\sum_i \log(1 + (R_1)_{ii}(R_2)_{ii}\tanh'((R_2Q^T\mathbf{x}+\mathbf{b})_i))`.
 
     Unlike :class:`pyro.distributions.transforms.Sylvester`, the log-determinant matches the map at any parameter
-    value and no tensor is created on a fixed device.
+    value and no tensor is created on a fixed device. With :math:`D = 1`, :math:`Q = 1` (the only orthogonal 1 x 1
+    matrices are :math:`\pm 1`, a sign the bias absorbs) and no reflection vectors are learned.
 
     Example usage:
 
@@ -464,6 +476,7 @@ class TriangularSylvester(_SylvesterModule):
     :math:`R_1, R_2\in\mathbb{R}^{D\times D}` are upper triangular with diagonals :math:`c\tanh(\cdot)`
     (:math:`c` = :data:`DIAG_BOUND`, so :math:`(R_1)_{ii}(R_2)_{ii} > -1`) and :math:`\mathbf{b}\in\mathbb{R}^D`.
     The log-determinant is :math:`\sum_i \log(1 + (R_1)_{ii}(R_2)_{ii}\tanh'((R_2P^T\mathbf{x}+\mathbf{b})_i))`.
+    With :math:`D = 1`, :math:`R_1, R_2` are scalars and have no off-diagonal source matrix.
 
     Example usage:
 
@@ -575,9 +588,10 @@ _COND_DOC = r"""
     :param input_dim: the dimension :math:`D` of the input (and output) variable.
     :type input_dim: int
     :param nn: a callable taking the context ``(..., C)`` and returning a tuple of flat tensors of sizes
-        ``{cls}.param_dims(...)``, in order: :math:`A` (:math:`M^2`, source of the off-diagonal parts), the raw
-        diagonals of :math:`R_1` and :math:`R_2` (:math:`M` each), :math:`\mathbf{{b}}` (:math:`M`){extra}. The helper
-        ``{helper}`` builds a :class:`~guides.transforms.hypernet.ParamHead`.
+        ``{cls}.param_dims(...)``, in order: :math:`A` (:math:`M^2`, source of the off-diagonal parts; not emitted
+        when :math:`M = 1`, where there are none), the raw diagonals of :math:`R_1` and :math:`R_2` (:math:`M` each),
+        :math:`\mathbf{{b}}` (:math:`M`){extra}. The helper ``{helper}`` builds a
+        :class:`~guides.transforms.hypernet.ParamHead`.
     :type nn: callable
 {params}
     References:
@@ -616,7 +630,8 @@ ConditionalOrthogonalSylvester.__doc__ = _COND_DOC.format(
     plain="OrthogonalSylvester",
     helper="conditional_sylvester_o",
     cls="ConditionalOrthogonalSylvester",
-    extra=r", the free matrix behind :math:`Q` (:math:`DM`, row-major :math:`D\times M`)",
+    extra=r", the free matrix behind :math:`Q` (:math:`DM`, row-major :math:`D\times M`; not emitted when "
+    r":math:`D = 1`, where :math:`Q = 1`)",
     params="    :param num_ortho_vecs: the number :math:`M\\le D` of orthonormal columns of :math:`Q` (default :math:`D`).\n"
     "    :type num_ortho_vecs: int\n"
     "    :param tol: tolerance of the orthogonalisation (:func:`orthogonalize`).\n"
@@ -631,7 +646,8 @@ ConditionalHouseholderSylvester.__doc__ = _COND_DOC.format(
     plain="HouseholderSylvester",
     helper="conditional_sylvester_h",
     cls="ConditionalHouseholderSylvester",
-    extra=r", the reflection vectors (:math:`HD`, row-major :math:`H\times D`)",
+    extra=r", the reflection vectors (:math:`HD`, row-major :math:`H\times D`; not emitted when :math:`D = 1`, "
+    r"where :math:`Q = 1`)",
     params="    :param num_householder: the number :math:`H` of Householder reflections making :math:`Q`.\n"
     "    :type num_householder: int\n",
 )

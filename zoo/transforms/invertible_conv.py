@@ -28,6 +28,11 @@ class InvertibleConv1x1(ImageFlowTransform):
     (Pyro's :class:`~pyro.distributions.transforms.GeneralizedChannelPermute` is the same map without the guard on
     the diagonal of U.)
 
+    With one channel (:math:`C = 1`) the factorisation degenerates to :math:`P = L = 1`, :math:`U = 0`: the map is
+    :math:`\mathbf{y}_{:,h,w} = s\,\mathbf{x}_{:,h,w}` with :math:`\log|\det J| = H\,W\log|s|`, and only
+    :math:`\log|s|` is a parameter (Glow's code would keep 1 x 1 variables for L and U whose every entry its
+    triangular masks remove, so they never get a gradient).
+
     :param shape: the ``(C, H, W)`` image shape (int D for vectors: a learned invertible linear map).
 
     References:
@@ -45,16 +50,23 @@ class InvertibleConv1x1(ImageFlowTransform):
         self.register_buffer("permutation", p)
         self.register_buffer("sign_s", torch.sign(s))
         self.register_buffer("lower_mask", torch.tril(torch.ones(c, c), -1), persistent=False)
-        self.lower = nn.Parameter(torch.tril(lower, -1))
-        self.upper = nn.Parameter(torch.triu(upper, 1))
+        if c > 1:
+            self.lower = nn.Parameter(torch.tril(lower, -1))
+            self.upper = nn.Parameter(torch.triu(upper, 1))
+        else:  # 1 x 1: L = 1 and U = 0 exactly (the masks would remove every entry), so no parameters for them
+            self.register_parameter("lower", None)
+            self.register_parameter("upper", None)
         self.log_abs_s = nn.Parameter(torch.log(torch.abs(s)))
 
     def factors(self):
         """``(P, L, U + diag(s))``: the three factors of W (L unit lower, the last upper triangular)."""
         mask = self.lower_mask
+        diag = torch.diag(self.sign_s * torch.exp(self.log_abs_s))
+        if self.lower is None:  # one channel: W = s
+            return self.permutation, torch.ones_like(diag), diag
         eye = torch.eye(mask.shape[0], dtype=self.lower.dtype, device=self.lower.device)
         lower = self.lower * mask + eye
-        upper = self.upper * mask.T + torch.diag(self.sign_s * torch.exp(self.log_abs_s))
+        upper = self.upper * mask.T + diag
         return self.permutation, lower, upper
 
     def weight(self):
