@@ -113,3 +113,61 @@ def test_sylvester_with_one_column_is_the_planar_map():
     torch.testing.assert_close(t(x), expected)
     jac = torch.stack([torch.autograd.functional.jacobian(t, x[i]) for i in range(3)])
     torch.testing.assert_close(t.log_abs_det_jacobian(x, t(x)), torch.linalg.slogdet(jac)[1])
+
+
+# ------------------------------------------------------------------------------------------------ 5. logit domain
+def _steps(start: torch.Tensor, towards: torch.Tensor, n: int) -> list:
+    out = [start]
+    for _ in range(n):
+        out.append(torch.nextafter(out[-1], towards))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("alpha", [0.0, 1e-6, 0.05])
+def test_logit_transform_domain_is_open_and_the_map_finite_strictly_inside(alpha, dtype):
+    import mpmath
+
+    from zoo.transforms import LogitTransform
+
+    t = LogitTransform(alpha)
+    c = alpha / (1.0 - 2.0 * alpha)
+    lo, hi = torch.tensor(-c, dtype=dtype), torch.tensor(1.0 + c, dtype=dtype)
+    big, small = torch.tensor(2.0, dtype=dtype), torch.tensor(-1.0, dtype=dtype)
+    # a few floats either side of both endpoints, 0 and 1, and a grid inside
+    edge = torch.stack(_steps(lo, small, 3)[1:] + _steps(lo, big, 4) + _steps(hi, small, 4) + _steps(hi, big, 3)[1:])
+    grid = torch.linspace(0.0, 1.0, 101, dtype=dtype)
+    x = torch.cat([edge, torch.tensor([0.0, 1.0], dtype=dtype), grid])
+    inside = t.domain.base_constraint.check(x)
+    assert not bool(t.domain.base_constraint.check(torch.stack([lo, small, big]).to(dtype)).any())
+    if dtype == torch.float64 or alpha == 0.0:  # the exact endpoints are representable: both are outside
+        assert not bool(t.domain.base_constraint.check(hi))
+    if alpha == 0.0:
+        assert not bool(inside[-103]) and not bool(inside[-102])  # 0 and 1 themselves
+    y = t(x.unsqueeze(-1)).squeeze(-1)
+    ldj = t.log_abs_det_jacobian(x.unsqueeze(-1), y.unsqueeze(-1))
+    # finite exactly where the domain says the map is defined, log-det included
+    assert torch.equal(torch.isfinite(y), inside)
+    assert bool(torch.isfinite(ldj[inside]).all())
+    # and right: logit(alpha + (1 - 2 alpha) x) to 50 digits, on the grid of [0, 1] (0 and 1 too, when inside)
+    mpmath.mp.dps = 50
+    a = mpmath.mpf(alpha)
+    pts = [(i, mpmath.mpf(float(v))) for i, v in enumerate(x.tolist()) if bool(inside[i]) and 0.0 <= float(v) <= 1.0]
+    ref = torch.tensor([float(mpmath.log(a + (1 - 2 * a) * v) - mpmath.log(1 - a - (1 - 2 * a) * v)) for _, v in pts],
+                       dtype=torch.float64)
+    got = y[[i for i, _ in pts]].double()
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    torch.testing.assert_close(got, ref, rtol=tol, atol=tol)
+
+
+def test_logit_transform_validation_rejects_the_endpoints_with_the_open_interval():
+    import pyro.distributions as dist
+
+    from zoo.transforms import LogitTransform
+
+    flow = dist.TransformedDistribution(dist.Normal(torch.zeros(3), 1.0).to_event(1), [LogitTransform(0.0).inv],
+                                        validate_args=True)
+    assert torch.isfinite(flow.log_prob(torch.tensor([1e-30, 0.5, 1.0 - 2 ** -24])))
+    for bad in ([0.0, 0.5, 0.7], [0.2, 0.5, 1.0]):
+        with pytest.raises(ValueError, match=r"OpenInterval\(lower_bound=0\.0, upper_bound=1\.0\)"):
+            flow.log_prob(torch.tensor(bad))

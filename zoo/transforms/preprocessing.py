@@ -16,6 +16,23 @@ from torch.distributions import constraints
 from zoo.transforms._base import FlowTransform
 
 
+class _OpenInterval(constraints.Constraint):
+    """The open interval (-c, 1 + c), both endpoints excluded (torch and Pyro have only closed and half-open
+    intervals), tested as ``x + c > 0`` and ``(1 - x) + c > 0``: the two quantities :class:`LogitTransform` takes the
+    logarithm of, so a value passes exactly when its image is finite, in any floating dtype."""
+
+    def __init__(self, margin: float):
+        self.margin = margin
+        self.lower_bound, self.upper_bound = (-margin if margin else 0.0), 1.0 + margin
+        super().__init__()
+
+    def check(self, value):
+        return (value + self.margin > 0) & ((1 - value) + self.margin > 0)
+
+    def __repr__(self):
+        return f"OpenInterval(lower_bound={self.lower_bound}, upper_bound={self.upper_bound})"
+
+
 def dequantize(x, *, bins: int = 256, generator: Optional[torch.Generator] = None, dtype=None, check: bool = True):
     r"""Uniform dequantization (Theis, van den Oord & Bethge 2016; used by RealNVP, Glow, MAF):
     :math:`v = (k + u)/\text{bins}` with :math:`u\sim U[0, 1)` per value, where :math:`k\in\{0,\dots,\text{bins}-1\}`
@@ -59,12 +76,23 @@ class LogitTransform(FlowTransform):
 
     The constant :math:`\alpha` keeps :math:`p` inside :math:`[\alpha, 1-\alpha]`, away from the infinities of the logit
     at 0 and 1 (RealNVP: :math:`\alpha = 0.05`; the paper's text writes :math:`\alpha + (1-\alpha)x`, the reference
-    implementations use this symmetric form). The map is a bijection of the interval
-    :math:`(-\alpha/(1-2\alpha),\ (1-\alpha)/(1-2\alpha))\supset[0, 1]` onto the real line (its ``domain``), so a
-    model sample pushed through the inverse can fall slightly outside [0, 1] (clip it for display); data in [0, 1]
-    are always inside. Its log-det is part of the model's log-density of the data in [0, 1], so
-    it enters :func:`bits_per_dim`. Forward is the pre-processing direction (data -> real line), like the other
-    transforms of :mod:`zoo.transforms`.
+    implementations use this symmetric form). With :math:`c = \alpha/(1-2\alpha)`, the map is a bijection of the
+    *open* interval
+
+        :math:`(-c,\ 1 + c) = \left(-\frac{\alpha}{1-2\alpha},\ \frac{1-\alpha}{1-2\alpha}\right)\supset[0, 1]`
+
+    onto the real line (its ``domain``; the endpoints, where :math:`p` is 0 or 1, map to :math:`\mp\infty` and are
+    excluded, so with :math:`\alpha = 0` the domain is (0, 1) and validation rejects 0 and 1). Since
+    :math:`p = (1-2\alpha)(x + c)` and :math:`1 - p = (1-2\alpha)((1 - x) + c)`, the forward map is computed as
+
+        :math:`y = \log(x + c) - \log((1 - x) + c)`,
+
+    where :math:`1 - x` is exact near 1 and both sums are accurate near the endpoints; the domain is tested on the same
+    two sums, so every floating-point :math:`x` that passes has a finite :math:`y` and log-det (forming :math:`p` first
+    rounds it to 0 or below next to :math:`-c`: :math:`-\infty` or NaN). A model sample pushed through the inverse can fall slightly
+    outside [0, 1] (clip it for display); data in [0, 1] are always inside. Its log-det is part of the model's
+    log-density of the data in [0, 1], so it enters :func:`bits_per_dim`. Forward is the pre-processing direction
+    (data -> real line), like the other transforms of :mod:`zoo.transforms`.
 
     :param alpha: in [0, 0.5).
 
@@ -78,9 +106,8 @@ class LogitTransform(FlowTransform):
 
     @constraints.dependent_property(is_discrete=False, event_dim=1)
     def domain(self):
-        # the map is a bijection of (-a/(1-2a), (1-a)/(1-2a)) onto the real line, an interval holding [0, 1]
-        lo = -self.alpha / (1.0 - 2.0 * self.alpha)
-        return constraints.independent(constraints.interval(lo, 1.0 - lo), 1)
+        # a bijection of the open interval (-c, 1 + c), c = alpha / (1 - 2 alpha), onto the real line; it holds [0, 1]
+        return constraints.independent(_OpenInterval(self.margin), 1)
 
     def __init__(self, alpha: float = 0.05):
         super().__init__()
@@ -88,9 +115,15 @@ class LogitTransform(FlowTransform):
             raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
         self.alpha = float(alpha)
 
+    @property
+    def margin(self) -> float:
+        """c = alpha / (1 - 2 alpha): the domain is (-c, 1 + c)."""
+        return self.alpha / (1.0 - 2.0 * self.alpha)
+
     def _call(self, x):
-        p = self.alpha + (1.0 - 2.0 * self.alpha) * x
-        return torch.log(p) - torch.log1p(-p)
+        # logit(p) with p = (1 - 2 alpha)(x + c), 1 - p = (1 - 2 alpha)((1 - x) + c): the factor cancels
+        c = self.margin
+        return torch.log(x + c) - torch.log((1 - x) + c)
 
     def _inverse(self, y):
         return (torch.sigmoid(y) - self.alpha) / (1.0 - 2.0 * self.alpha)
