@@ -66,8 +66,11 @@ class RunLock:
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                 "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
         data = json.dumps(info).encode()
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, data, 0)
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+        except OSError:  # a full disk: the lock holds without its note (messages then lack the PID)
+            pass
 
     def _refuse(self):
         info = self._info()

@@ -124,8 +124,8 @@ class Trainer:
 
     def save_checkpoint(self):
         if not self._state_is_finite():
-            self._diverged(self.progress["epoch"], "the weights or Adam's statistics after the last step",
-                           "not finite")
+            self._diverged(self.progress["epoch"], "the weights or Adam's statistics are not finite after the last "
+                                                   "step")
         state = self._state()  # a collective in distributed runs: every rank takes part
         if self.dist.is_main:
             ckpt.save_atomic(state, rd.path(self.run_dir, rd.CHECKPOINT))
@@ -135,7 +135,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         if not self._state_is_finite():
-            self._diverged(self.progress["epoch"], "the weights after the last step", "not finite")
+            self._diverged(self.progress["epoch"], "the weights are not finite after the last step")
         ckpt.save_atomic({"format": ckpt.FORMAT, "model_name": self.model_name, "config": self.run_config,
                           "model": self.model.state_dict(), "guide": self.guide.state_dict(),
                           "epoch": self.progress["epoch"]}, rd.path(self.run_dir, rd.BEST))
@@ -185,9 +185,9 @@ class Trainer:
         """Divergence is checked where the loss is read anyway (a checkpoint, the epoch's end), never per step; the
         weights and Adam's state are checked again before every write (:meth:`_state_is_finite`)."""
         if not math.isfinite(value):
-            self._diverged(epoch, where, f"{value}")
+            self._diverged(epoch, f"{where} is {value}")
 
-    def _diverged(self, epoch: int, where: str, value: str):
+    def _diverged(self, epoch: int, what: str):
         """Stop with one line that says what broke, what is on disk, and the likely cause."""
         from zoo.errors import TrainingDiverged
 
@@ -196,7 +196,7 @@ class Trainer:
             kept = (f"{rd.CHECKPOINT} in {self.run_dir} holds the last finite state (after epoch {e}"
                     + (f", step {s}" if s else "") + "); nothing after it was saved")
         else:
-            kept = "nothing of this run was saved, there is no checkpoint to resume"
+            kept = "no checkpoint was written, so there is nothing to resume"
         if self.data_scale > DATA_SCALE_WARNING:
             cause = (f"the training data reach |x| = {self.data_scale:.3g}, a scale at which the likelihood's "
                      f"log-density overflows float32: standardize or rescale the data (e.g. to [0, 1] or zero mean "
@@ -204,8 +204,7 @@ class Trainer:
         else:
             cause = f"train again with a smaller --lr (now {self.config.lr:g})" + (
                 " or --precision fp32" if self.config.precision != "fp32" else "")
-        raise TrainingDiverged(f"training diverged: epoch {epoch + 1}, {where}, is {value}; {kept}. Likely cause: "
-                               f"{cause}")
+        raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {what}; {kept}. Likely cause: {cause}")
 
     def _watch_blowup(self, row: dict, history: list):
         """Warn once when training blows up while staying finite: the training loss far above the best validation
@@ -287,7 +286,7 @@ class Trainer:
                         # the ranks' mean: after a resume every rank restarts from it, and the epoch-end sum over
                         # ranks is then the uninterrupted run's
                         partial = float(ddp.all_reduce_mean(epoch_sum, self.dist))
-                        self._check_finite(partial, epoch, f"step {step + 1}")
+                        self._check_finite(partial, epoch, f"the training loss up to step {step + 1}")
                         p["epoch_loss_sum"], p["epoch_seconds"] = partial, time.perf_counter() - t0
                         self.save_checkpoint()
                     if on_step is not None:
@@ -295,12 +294,12 @@ class Trainer:
                 seconds = time.perf_counter() - t0
                 seen = min(self.steps_per_epoch * self.global_batch, len(train))
                 epoch_sum = float(ddp.all_reduce_mean(epoch_sum, self.dist) * self.dist.world_size)
-                self._check_finite(epoch_sum, epoch, "its training loss")
+                self._check_finite(epoch_sum, epoch, "the training loss")
                 self.model.eval()
                 self.guide.eval()
                 t1 = time.perf_counter()
                 valid = self.validation_loss()
-                self._check_finite(valid, epoch, "its validation loss")
+                self._check_finite(valid, epoch, "the validation loss")
                 row = {"epoch": epoch, "train_loss": epoch_sum / seen, "valid_loss": valid,
                        "kl_weight": self.objective.kl_weight, "seconds": seconds,
                        "valid_seconds": time.perf_counter() - t1, "step": p["global_step"]}

@@ -108,8 +108,9 @@ class Registry:
             if entry.arg is None:
                 raise ConfigError(f"{self.kind} {entry.name!r} takes no ':' argument, got {spec!r}")
             value = parse_arg(arg)
-            if isinstance(value, int) and value < 1:
-                raise ConfigError(f"{self.kind} {spec!r}: {entry.arg} must be a positive integer")
+            if isinstance(value, int) and value < 1 or entry.source == "registered" and not isinstance(value, int):
+                raise ConfigError(f"{self.kind} {spec!r}: {entry.arg} must be a positive integer, got {arg!r} "
+                                  f"(e.g. {entry.name}:4)")
             return entry.factory(value, *args, **kwargs)
         if entry.arg is not None:
             raise ConfigError(f"{self.kind} {entry.name!r} needs its {entry.arg}: write {entry.name}:{entry.arg} "
