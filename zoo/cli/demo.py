@@ -4,6 +4,17 @@ import os
 from inference.training import TrainConfig
 
 
+def _is_demo_run(out: str) -> bool:
+    """A former demo's directory is replaced by a new demo; any other run there needs --overwrite."""
+    from inference import run_dir as rd
+    from zoo.errors import RunDirError
+
+    try:
+        return rd.read_config(out).get("made_by") == "zoo demo"
+    except RunDirError:
+        return False
+
+
 def run_demo(args) -> int:
     from zoo.cli.main import print_eval
     from zoo.cli.runs import evaluate_run, make_config, sample_grid, train_run
@@ -13,8 +24,9 @@ def run_demo(args) -> int:
     config = make_config("vae", "diagonal", "elbo", "mnist5k", "dynamic",
                          {"latent_dim": 20, "hidden": [400], "likelihood": "bernoulli", "activation": "relu",
                           "prior": "standard"}, train, device=args.device)
+    config["made_by"] = "zoo demo"
     print(f"training vae + diagonal guide on mnist5k for {args.epochs} epochs -> {args.out}")
-    train_run(config, args.out, progress=progress)
+    train_run(config, args.out, progress=progress, overwrite=args.overwrite or _is_demo_run(args.out))
     summary = evaluate_run(args.out, num_samples=args.samples, device=args.device, progress=progress)
     print_eval(summary)
     png = sample_grid(args.out, 64, os.path.join(args.out, "samples.png"), device=args.device)
