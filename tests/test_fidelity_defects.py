@@ -47,6 +47,33 @@ def test_log_scale_floor_is_pixelcnnpp_floor_on_the_unit_scale(spec):
     assert _pixelcnnpp_interior_log_prob(37 / 255, 37 / 255, -7.0) == pytest.approx(closed_form, abs=1e-12)
 
 
+# ------------------------------------------------------------------------------------------------ 2. VampPrior float32
+def test_diagonal_normal_mixture_is_accurate_in_float32_far_from_the_origin():
+    """500 components in 40-D at |m| = 3, s = 0.01, points next to a component: the expanded square lost ~1 nat."""
+    from zoo.learned_priors import DiagonalNormalMixture
+
+    g = torch.Generator().manual_seed(0)
+    k, d = 500, 40
+    loc = 3.0 * torch.randint(0, 2, (k, d), generator=g).double().mul(2).sub(1)  # every |m_kd| = 3
+    scale = 0.01 * torch.exp(0.1 * torch.randn(k, d, generator=g, dtype=torch.float64))
+    z = loc[torch.randint(k, (4, 32), generator=g)] + 0.01 * torch.randn(4, 32, d, generator=g, dtype=torch.float64)
+    logits = torch.randn(k, generator=g, dtype=torch.float64)
+    z32, loc32, scale32, logits32 = (t.float().requires_grad_() for t in (z, loc, scale, logits))
+    lp32 = DiagonalNormalMixture(logits32, loc32, scale32).log_prob(z32)
+    # the reference: float64, from the same (float32) numbers, straight from the definition
+    z64, loc64, scale64, logits64 = (t.detach().double().requires_grad_() for t in (z32, loc32, scale32, logits32))
+    comps = torch.distributions.Normal(loc64, scale64).log_prob(z64.unsqueeze(-2)).sum(-1)
+    lp64 = torch.logsumexp(comps + torch.log_softmax(logits64, -1), -1)
+    assert lp32.shape == (4, 32)
+    assert float((lp32.double() - lp64).detach().abs().max()) < 1e-3
+    # the gradients are written by hand: they match float64 autograd to float32 precision
+    w = torch.randn(4, 32, generator=g, dtype=torch.float64)
+    grads32 = torch.autograd.grad((lp32 * w.float()).sum(), [z32, loc32, scale32, logits32])
+    grads64 = torch.autograd.grad((lp64 * w).sum(), [z64, loc64, scale64, logits64])
+    for a, b in zip(grads32, grads64):
+        assert float((a.double() - b).abs().max()) <= 1e-4 * float(b.abs().max())
+
+
 # ------------------------------------------------------------------------------------------------ 3. dead parameters
 def _assert_every_parameter_learns(module, loss):
     loss.backward()
