@@ -40,8 +40,16 @@ from zoo.priors import PRIORS
 
 # ------------------------------------------------------------------------------------------------ distributions
 
-#: Elements of the (values x K x D) block that :class:`ScaledSquaredDistance` holds at a time (4 MiB in float32).
-SQUARED_DISTANCE_CHUNK = 1 << 20
+#: Elements of the (values x K x D) block that :class:`ScaledSquaredDistance` holds at a time (1 MiB in float32: the
+#: passes over a block stay in cache; measured fastest on CPU for 128 x 500 x 40 among 2^16 ... 2^20).
+SQUARED_DISTANCE_CHUNK = 1 << 18
+
+
+def _row_blocks(n: int, k: int, d: int):
+    """``[(first_row, rows), ...]`` covering n rows with at most :data:`SQUARED_DISTANCE_CHUNK` elements of the
+    (rows, k, d) block each, and the largest block's row count."""
+    step = max(1, SQUARED_DISTANCE_CHUNK // max(1, k * d))
+    return [(i, min(step, n - i)) for i in range(0, n, step)], min(step, n)
 
 
 class ScaledSquaredDistance(torch.autograd.Function):
@@ -77,12 +85,13 @@ class ScaledSquaredDistance(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, loc, scale):
         inv = scale.reciprocal()
-        n, (k, d) = z.shape[0], loc.shape
-        step = max(1, SQUARED_DISTANCE_CHUNK // max(1, k * d))
+        (n, d), k = z.shape, loc.shape[0]
+        blocks, rows = _row_blocks(n, k, d)
         out = z.new_empty(n, k)
-        for i in range(0, n, step):
-            u = (z[i:i + step, None, :] - loc).mul_(inv)
-            torch.linalg.vecdot(u, u, out=out[i:i + step])
+        buf = z.new_empty(rows, k, d)  # one block, reused
+        for i, m in blocks:
+            u = torch.sub(z[i:i + m, None, :], loc, out=buf[:m]).mul_(inv)  # (z - m) / s
+            torch.linalg.vecdot(u, u, out=out[i:i + m])
         ctx.save_for_backward(z, loc, inv)
         return out
 
@@ -90,21 +99,23 @@ class ScaledSquaredDistance(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         z, loc, inv = ctx.saved_tensors
-        n, (k, d) = z.shape[0], loc.shape
-        step = max(1, SQUARED_DISTANCE_CHUNK // max(1, k * d))
-        grad_z = torch.empty_like(z) if ctx.needs_input_grad[0] else None
+        (n, d), k = z.shape, loc.shape[0]
+        blocks, rows = _row_blocks(n, k, d)
+        want_z, want_loc, want_scale = ctx.needs_input_grad
+        grad_z = torch.empty_like(z) if want_z else None
         grad_loc = loc.new_zeros(k, d)
-        grad_scale = loc.new_zeros(k, d) if ctx.needs_input_grad[2] else None
-        for i in range(0, n, step):
-            u = (z[i:i + step, None, :] - loc).mul_(inv)  # (z - m) / s
-            gw = (u * inv).mul_(grad[i:i + step, :, None])  # g (z - m) / s^2
-            if grad_z is not None:
-                grad_z[i:i + step] = gw.sum(1)
+        grad_scale = loc.new_zeros(k, d) if want_scale else None
+        ubuf, wbuf = z.new_empty(rows, k, d), z.new_empty(rows, k, d)
+        for i, m in blocks:
+            u = torch.sub(z[i:i + m, None, :], loc, out=ubuf[:m]).mul_(inv)  # (z - m) / s
+            gw = torch.mul(u, inv, out=wbuf[:m]).mul_(grad[i:i + m, :, None])  # g (z - m) / s^2
+            if want_z:
+                torch.sum(gw, 1, out=grad_z[i:i + m])
             grad_loc.sub_(gw.sum(0))
-            if grad_scale is not None:
+            if want_scale:
                 grad_scale.sub_(gw.mul_(u).sum(0))  # g (z - m)^2 / s^3
-        return (2 * grad_z if grad_z is not None else None, 2 * grad_loc if ctx.needs_input_grad[1] else None,
-                2 * grad_scale if grad_scale is not None else None)
+        return (grad_z.mul_(2) if want_z else None, grad_loc.mul_(2) if want_loc else None,
+                grad_scale.mul_(2) if want_scale else None)
 
 
 class DiagonalNormalMixture(TorchDistribution):
