@@ -35,6 +35,7 @@ from zoo.errors import ConfigError, ContractError
 from zoo.model import accepts_y, data_plate, modules_referenced
 from zoo.pyro_params import CapturedParams, ParamMessenger
 from zoo.registry import Registry
+from zoo.transforms.cache import CachedTransform
 
 GUIDES = Registry("guide")
 
@@ -98,14 +99,15 @@ def _model_space_transforms(site) -> list:
 
     if site.support != "real" or (site.shape is None and is_real(site.constraint)):
         return []
-    # cached (one entry), so that scoring the sample just drawn inverts each map by lookup: a planar or radial flow
-    # underneath has no inverse at other points
+    # cached (one entry), so that scoring the sample just drawn inverts each map by lookup, handing the flow underneath
+    # the very tensor it produced (a planar or radial flow has no inverse at other points); CachedTransform returns
+    # only that caller's tensor, and only while it is unchanged, never a remembered output
     u_shape = unconstrained_shape(site.constraint, site.value_shape)
     transforms = []
     if tuple(u_shape) != (site.dim,):
-        transforms.append(ReshapeTransform(torch.Size([site.dim]), torch.Size(u_shape), cache_size=1))
+        transforms.append(CachedTransform(ReshapeTransform(torch.Size([site.dim]), torch.Size(u_shape))))
     if not is_real(site.constraint):
-        transforms.append(biject_to(site.constraint).with_cache(1))
+        transforms.append(CachedTransform(biject_to(site.constraint)))
     return transforms
 
 

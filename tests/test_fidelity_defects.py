@@ -198,3 +198,184 @@ def test_logit_transform_validation_rejects_the_endpoints_with_the_open_interval
     for bad in ([0.0, 0.5, 0.7], [0.2, 0.5, 1.0]):
         with pytest.raises(ValueError, match=r"OpenInterval\(lower_bound=0\.0, upper_bound=1\.0\)"):
             flow.log_prob(torch.tensor(bad))
+
+
+# ------------------------------------------------------------------------------------------------ 4. stale caches
+def _flow_guide_names():
+    import guides.flows  # noqa: F401  (registers the flow guides)
+    from guides.base import GUIDES
+
+    return [e.name for e in GUIDES if e.arg == "K"]
+
+
+def _flow_guide(name):
+    from guides.base import build_guide
+    from zoo.vae import VAE
+
+    torch.manual_seed(0)
+    model = VAE(10, latent_dim=3, hidden=(6,)).double()
+    guide = build_guide(f"{name}:2", model).double()
+    with torch.no_grad():  # away from the initial values (identity-like steps would hide staleness)
+        for p in guide.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model, guide
+
+
+def _step(params, loss):
+    opt = torch.optim.SGD(params, lr=0.1)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("name", _flow_guide_names())
+def test_flow_guide_steps_recompute_a_fixed_input_after_an_optimizer_step(name):
+    from guides.transforms import FLOW_FAMILIES
+
+    model, guide = _flow_guide(name)
+    site = guide.sites[0]
+    h = guide.encoder(torch.rand(4, 10, dtype=torch.float64)).detach()  # a fixed context
+    z0 = torch.randn(4, 3, dtype=torch.float64)  # a fixed input
+    w = torch.randn(4, 3, dtype=torch.float64)
+    steps = guide.flows[site.name]
+    conditioned = [f.condition(h) for f in steps]
+    for t in conditioned:
+        y1 = t(z0)
+        _step(guide.parameters(), (y1 * w).sum() + t.log_abs_det_jacobian(z0, y1).sum())
+        y2 = t(z0)
+        ldj2 = t.log_abs_det_jacobian(z0, y2)
+        ((y2 * w).sum() + ldj2.sum()).backward()  # a second backward, through the second call's own graph
+        fresh = [f.condition(h) for f in steps][conditioned.index(t)]  # a transform that never saw z0
+        y_fresh = fresh(z0)
+        assert not torch.allclose(y2, y1)
+        torch.testing.assert_close(y2, y_fresh, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(ldj2, fresh.log_abs_det_jacobian(z0, y_fresh), rtol=1e-12, atol=1e-12)
+    # the guide's flow scoring a fixed z through its inverse: fresh after a step (invertible flows); a flow without an
+    # inverse scores its own sample, but refuses it after a step rather than return the old value
+    q = guide.site_distribution(site, h)
+    base = torch.distributions.Independent(torch.distributions.Normal(q.base_dist.base_dist.loc.detach(),
+                                                                      q.base_dist.base_dist.scale.detach()), 1)
+    flow = torch.distributions.TransformedDistribution(base, q.transforms)
+    if FLOW_FAMILIES[name].invertible:
+        z = torch.randn(4, 3, dtype=torch.float64)
+        lp1 = flow.log_prob(z)
+        _step(guide.parameters(), -lp1.sum())
+        lp2 = flow.log_prob(z)
+        lp2.sum().backward()
+        fresh = torch.distributions.TransformedDistribution(base, [f.condition(h) for f in steps])
+        torch.testing.assert_close(lp2, fresh.log_prob(z), rtol=1e-12, atol=1e-12)
+        assert not torch.allclose(lp2, lp1)
+    else:
+        z = flow.rsample()
+        lp1 = flow.log_prob(z)
+        _step(guide.parameters(), -lp1.sum())
+        with pytest.raises((KeyError, NotImplementedError)):
+            flow.log_prob(z)
+
+
+@pytest.mark.parametrize("name", _flow_guide_names())
+def test_plain_flow_steps_recompute_a_fixed_input_after_an_optimizer_step(name):
+    from guides.transforms import make_flow
+
+    torch.manual_seed(0)
+    (t,) = make_flow(name, 3)
+    t = t.double()
+    with torch.no_grad():
+        for p in t.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    z0 = torch.randn(4, 3, dtype=torch.float64)
+    w = torch.randn(4, 3, dtype=torch.float64)
+    y1 = t(z0)
+    _step(t.parameters(), (y1 * w).sum() + t.log_abs_det_jacobian(z0, y1).sum())
+    y2 = t(z0)
+    ldj2 = t.log_abs_det_jacobian(z0, y2)
+    ((y2 * w).sum() + ldj2.sum()).backward()
+    assert not torch.allclose(y2, y1)
+    torch.testing.assert_close(y2, t._call(z0), rtol=1e-12, atol=1e-12)  # the map itself, no cache involved
+    # the log-det after an in-place change of the parameters, for the same (x, y) pair: the new one
+    with torch.no_grad():
+        for p in t.parameters():
+            p.mul_(1.1)
+    y3 = t._call(z0)
+    ldj_fresh = t.log_abs_det_jacobian(z0, y3)
+    torch.testing.assert_close(t.log_abs_det_jacobian(z0, y2), ldj_fresh, rtol=1e-12, atol=1e-12)
+
+
+def test_flow_prior_log_density_of_a_fixed_z_is_fresh_after_an_optimizer_step():
+    from zoo.priors import build_prior
+
+    torch.manual_seed(0)
+    prior = build_prior("flow:2", 3).double()
+    z = torch.randn(5, 3, dtype=torch.float64)
+    like = torch.zeros(5, 1, dtype=torch.float64)
+
+    def by_hand():  # u = f_2(f_1(z)) with f(x) = mu(x) + exp(log s(x)) x, as MAF layers; log N(u) + sum log s
+        u, ldj = z, 0.0
+        for layer in prior.layers:
+            mean, log_scale = layer.arn(u)
+            log_scale = log_scale.clamp(layer.log_scale_min_clip, layer.log_scale_max_clip)
+            u, ldj = mean + log_scale.exp() * u, ldj + log_scale.sum(-1)
+        return torch.distributions.Normal(0.0, 1.0).log_prob(u).sum(-1) + ldj
+
+    lp1 = prior(5, like).log_prob(z)
+    torch.testing.assert_close(lp1, by_hand())
+    _step(prior.parameters(), -lp1.sum())
+    lp2 = prior(5, like).log_prob(z)
+    lp2.sum().backward()  # the second call's own graph
+    assert not torch.allclose(lp2, lp1)
+    torch.testing.assert_close(lp2, by_hand(), rtol=1e-12, atol=1e-12)
+
+
+def test_model_space_bijections_of_a_guide_are_fresh_for_a_parameter_input():
+    """The reshape + biject_to maps a guide puts above its flows (a positive (2, 3) latent) on an input that is itself
+    being optimised: the second call maps the updated values, and the inverse of an output is the caller's input."""
+    from torch.distributions import constraints
+
+    from guides.base import _model_space_transforms
+    from zoo.latents import LatentSite
+
+    site = LatentSite("tau", 6, shape=(2, 3), constraint=constraints.positive)
+    transforms = _model_space_transforms(site)
+    assert len(transforms) == 2
+
+    def forward(v):
+        for t in transforms:
+            v = t(v)
+        return v
+
+    u = torch.nn.Parameter(torch.randn(4, 6, dtype=torch.float64))
+    y1 = forward(u)
+    _step([u], y1.sum())
+    y2 = forward(u)
+    y2.sum().backward()
+    torch.testing.assert_close(y2, u.detach().exp().reshape(4, 2, 3), rtol=0, atol=0)
+    v = y2
+    for t in reversed(transforms):
+        v = t.inv(v)
+    assert v is u  # looked up, not recomputed: a non-invertible flow underneath finds its own output
+
+
+@pytest.mark.parametrize("name", _flow_guide_names())
+def test_one_elbo_evaluation_runs_each_flow_step_forward_once(name, monkeypatch):
+    """Sampling z_T and scoring it in log q: every step's log-det comes from its forward pass (no second pass, no
+    inverse), as before the cache change."""
+    import pyro
+
+    model, guide = _flow_guide(name)
+    calls = {}
+    classes = {type(f.condition(torch.zeros(1, guide.context_dim, dtype=torch.float64)))
+               for f in guide.flows[guide.sites[0].name]}
+    for cls in classes:
+        for method in ("_call", "_inverse"):
+            original = getattr(cls, method)
+
+            def counted(self, v, _original=original, _key=(cls.__name__, method)):
+                calls[_key] = calls.get(_key, 0) + 1
+                return _original(self, v)
+
+            monkeypatch.setattr(cls, method, counted)
+    x = torch.bernoulli(torch.rand(4, 10, dtype=torch.float64))
+    pyro.infer.Trace_ELBO(max_plate_nesting=1).differentiable_loss(model, guide, x).backward()
+    forward = sum(n for (c, m), n in calls.items() if m == "_call")
+    inverse = sum(n for (c, m), n in calls.items() if m == "_inverse")
+    assert (forward, inverse) == (2, 0), calls  # two steps (name:2), one forward pass each

@@ -21,7 +21,9 @@ z of shape (K, B, dim) -> (K, B), as the IWAE objective and the evaluation use t
   ``AffineAutoregressive`` used in the *density* direction, u = f_K(...f_1(z)), p(z) = N(u; 0, I) |det du/dz|, so the
   density of any z is exact and costs one pass per layer (sampling, needed only for pictures, is sequential in dim).
   Pyro's ``.inv`` objects are not ``nn.Module``s: the forward transforms are the registered modules and the
-  distribution is assembled from their inverses at each call.
+  distribution is assembled from their inverses at each call. The layers' one-entry cache is
+  :class:`zoo.transforms.cache.FreshCache` (Pyro's returned the previous density pass for the same z tensor even
+  after an optimiser step).
 """
 import math
 from typing import Optional
@@ -37,6 +39,7 @@ from torch.autograd.function import once_differentiable
 
 from zoo.errors import ConfigError
 from zoo.priors import PRIORS
+from zoo.transforms.cache import FreshCache
 
 # ------------------------------------------------------------------------------------------------ distributions
 
@@ -367,6 +370,24 @@ def _family(guide):
     return f" ({family})" if family else ""
 
 
+class MAFLayer(FreshCache, T.AffineAutoregressive):
+    r"""
+    Pyro's :class:`~pyro.distributions.transforms.AffineAutoregressive`,
+
+        :math:`\mathbf{y} = \boldsymbol{\mu}_t + \boldsymbol{\sigma}_t\odot\mathbf{x}`,
+        :math:`\log|\det J| = \sum_i\log\sigma_{t,i}`,
+
+    with :math:`(\boldsymbol{\mu}_t, \log\boldsymbol{\sigma}_t)` autoregressive in :math:`\mathbf{x}` (a MADE), used
+    by :class:`FlowPrior` in the density direction, with the cache of :class:`~zoo.transforms.cache.FreshCache`:
+    ``log_prob`` of a fixed z after an optimiser step is a fresh pass, not the remembered one.
+
+    References:
+
+    [1] George Papamakarios, Theo Pavlakou, Iain Murray. Masked Autoregressive Flow for Density Estimation. NeurIPS
+    2017. [arXiv:1705.07057]
+    """
+
+
 @PRIORS.register("flow", arg="K", paper="Papamakarios, Pavlakou & Murray 2017 (MAF); Pyro AffineAutoregressive",
                  summary="MAF prior: K AffineAutoregressive layers in the density direction (exact log p(z))")
 class FlowPrior(nn.Module):
@@ -381,7 +402,7 @@ class FlowPrior(nn.Module):
         self.dim, self.num_layers = dim, num_layers
         widths = list(hidden) if hidden else [3 * dim + 1]
         # the forward (density-direction) transforms are the registered modules; .inv objects are built per call
-        self.layers = nn.ModuleList([T.AffineAutoregressive(AutoRegressiveNN(dim, widths)) for _ in range(num_layers)])
+        self.layers = nn.ModuleList([MAFLayer(AutoRegressiveNN(dim, widths)) for _ in range(num_layers)])
 
     def transform(self, z: torch.Tensor) -> torch.Tensor:
         """u = f(z), the density direction (what log_prob evaluates)."""

@@ -9,8 +9,10 @@ Which implementation backs each family (each checked against the autograd Jacobi
 batched contexts and a particle dimension, see ``tests/guides/test_transforms.py``):
 
 - ``planar``, ``radial``: Pyro's ``ConditionalPlanar`` / ``ConditionalRadial`` with a :class:`ParamHead` hypernetwork
-  (amortized); Pyro's ``Planar`` / ``Radial`` (plain). No inverse of arbitrary points.
-- ``householder``: Pyro's ``ConditionalHouseholder`` with a :class:`ParamHead`; Pyro's ``Householder``.
+  (amortized); Pyro's ``Planar`` / ``Radial`` (plain), as subclassed in :mod:`guides.transforms.pyro_flows`. No
+  inverse of arbitrary points.
+- ``householder``: Pyro's ``ConditionalHouseholder`` with a :class:`ParamHead`; Pyro's ``Householder`` (also from
+  :mod:`guides.transforms.pyro_flows`).
 - ``iaf``: :class:`ConditionalAffineAutoregressive` / :class:`AffineAutoregressive`, Pyro's classes with the inverse
   rewritten (Pyro's fails in float64 unless that is the global default, and on the meta device); autoregressive order
   natural on even steps and reversed on odd ones; the affine update z' = exp(s) z + m of the IAF paper (its eq. 10) by
@@ -21,6 +23,11 @@ batched contexts and a particle dimension, see ``tests/guides/test_transforms.py
 The hypernetworks default to a linear head from the context (``hidden_dims=()``), as in the papers' amortized flows;
 ``hidden_dims=[...]`` adds hidden layers. (IAF's context enters its MADE instead, as in Kingma et al. 2016.)
 
+Every family keeps torch's one-entry cache in the form of :class:`zoo.transforms.cache.FreshCache`: the sample a flow
+has just drawn is scored without another pass (and without an inverse, for planar, radial and Sylvester), but a
+remembered pair is used only while the parameters (of the step, or of the hypernetwork and the context) and the
+tensors are unchanged, so scoring a fixed tensor again after an optimiser step computes afresh.
+
 Pyro's own ``Sylvester`` is not used: its row-vector products apply the transposes, so it computes
 ``x + R^T Q^T tanh(Q S^T x + b)`` while its log-determinant is that of ``x + Q R tanh(S Q^T x + b)`` (they agree only
 near its initial parameters), and it builds ``torch.eye`` without a device for more than one reflection.
@@ -29,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Tuple
 
 import torch
-import pyro.distributions.transforms as T
 
 from zoo.errors import ConfigError, UnknownNameError
 from guides.transforms.autoregressive import (
@@ -39,6 +45,8 @@ from guides.transforms.autoregressive import (
     conditional_affine_autoregressive,
 )
 from guides.transforms.hypernet import ParamHead
+from guides.transforms.pyro_flows import (ConditionalHouseholder, ConditionalPlanar, ConditionalRadial, Householder,
+                                          Planar, Radial)
 from guides.transforms import sylvester as _sylvester
 from guides.transforms.sylvester import *  # noqa: F401,F403  (its __all__: the Sylvester flows)
 
@@ -84,15 +92,15 @@ def _reversal(dim: int, layer: int) -> torch.Tensor:
 
 
 def _cond_planar(dim, context_dim, layer, hidden_dims=()):
-    return T.ConditionalPlanar(ParamHead(context_dim, [1, dim, dim], hidden_dims))
+    return ConditionalPlanar(ParamHead(context_dim, [1, dim, dim], hidden_dims))
 
 
 def _cond_radial(dim, context_dim, layer, hidden_dims=()):
-    return T.ConditionalRadial(ParamHead(context_dim, [dim, 1, 1], hidden_dims))
+    return ConditionalRadial(ParamHead(context_dim, [dim, 1, 1], hidden_dims))
 
 
 def _cond_householder(dim, context_dim, layer, hidden_dims=(), count_transforms=1):
-    return T.ConditionalHouseholder(dim, ParamHead(context_dim, [dim] * count_transforms, hidden_dims), count_transforms)
+    return ConditionalHouseholder(dim, ParamHead(context_dim, [dim] * count_transforms, hidden_dims), count_transforms)
 
 
 def _cond_iaf(dim, context_dim, layer, hidden_dims=None, stable=False):
@@ -102,7 +110,7 @@ def _cond_iaf(dim, context_dim, layer, hidden_dims=None, stable=False):
 
 
 def _plain_householder(dim, layer, count_transforms=1):
-    return T.Householder(dim, count_transforms=count_transforms)
+    return Householder(dim, count_transforms=count_transforms)
 
 
 def _plain_iaf(dim, layer, hidden_dims=None, stable=False):
@@ -119,7 +127,7 @@ FLOW_FAMILIES: Dict[str, FlowFamily] = {
             "Rezende, Mohamed 2015, Variational Inference with Normalizing Flows",
             "z + u tanh(w^T z + b), w^T u > -1",
             _cond_planar,
-            lambda dim, layer: T.Planar(dim),
+            lambda dim, layer: Planar(dim),
             ("hidden_dims",),
             invertible=False,
         ),
@@ -128,7 +136,7 @@ FLOW_FAMILIES: Dict[str, FlowFamily] = {
             "Rezende, Mohamed 2015, Variational Inference with Normalizing Flows",
             "z + beta (z - z0) / (alpha + |z - z0|), beta > -alpha",
             _cond_radial,
-            lambda dim, layer: T.Radial(dim),
+            lambda dim, layer: Radial(dim),
             ("hidden_dims",),
             invertible=False,
         ),

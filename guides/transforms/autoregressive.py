@@ -7,6 +7,11 @@ permutation tensor (``.item()``, impossible on the ``meta`` device). The subclas
 ``D`` fixed-point sweeps ``x <- (y - mu(x)) / sigma(x)`` from ``x = 0``. Because ``mu_i`` and ``sigma_i`` depend only on
 the coordinates before ``i`` in the autoregressive order, after sweep ``k`` the first ``k`` coordinates in that order
 are exact, so ``D`` sweeps give the exact inverse (the same ``D`` network calls as Pyro's loop), whatever the order.
+
+The one-entry cache is :class:`zoo.transforms.cache.FreshCache` (Pyro's returns its last output for the same input
+tensor even after an optimiser step): a sample is still scored without the ``D`` inverse passes, and a fixed tensor
+scored again after a step is computed afresh. A conditioned transform's cache watches the conditional MADE's
+parameters and the context.
 """
 from functools import partial
 
@@ -17,6 +22,8 @@ from pyro.distributions.util import copy_docs_from
 from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
 from pyro.distributions.transforms.utils import clamp_preserve_gradients
 
+from zoo.transforms.cache import FreshCache
+
 __all__ = [
     "AffineAutoregressive",
     "ConditionalAffineAutoregressive",
@@ -26,7 +33,7 @@ __all__ = [
 
 
 @copy_docs_from(_PyroAffineAutoregressive)
-class AffineAutoregressive(_PyroAffineAutoregressive):
+class AffineAutoregressive(FreshCache, _PyroAffineAutoregressive):
     def _inverse(self, y):
         """
         :param y: the output of the bijection
@@ -70,7 +77,9 @@ class ConditionalAffineAutoregressive(_PyroConditionalAffineAutoregressive):
         cond_nn = partial(self.nn, context=context)
         cond_nn.permutation = cond_nn.func.permutation
         cond_nn.get_permutation = cond_nn.func.get_permutation
-        return AffineAutoregressive(cond_nn, **self.kwargs)
+        transform = AffineAutoregressive(cond_nn, **self.kwargs)
+        transform._cache_sources = (self.nn, context)
+        return transform
 
 
 def affine_autoregressive(input_dim, hidden_dims=None, permutation=None, **kwargs):

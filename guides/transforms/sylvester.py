@@ -35,7 +35,9 @@ the parameters of every data point from a context vector through a hypernetwork,
 
 There is no closed-form inverse: like Pyro's planar flow, a transform caches its last ``(x, y)`` pair, so a value it
 has just produced can be scored (``TransformedDistribution.log_prob``), and any other value raises
-``NotImplementedError``.
+``NotImplementedError``. The cache is :class:`zoo.transforms.cache.FreshCache`: the pair is used only while the
+parameters (of the module, or of the hypernetwork and the context) and the two tensors are unchanged, so a value
+produced before an optimiser step is not inverted with the new parameters, and a forward call always computes.
 
 No tensor is created on a fixed device or with a fixed dtype: everything follows the inputs and the parameters, so the
 modules work on any device (``meta`` included) and in any floating dtype.
@@ -56,6 +58,7 @@ from pyro.distributions.conditional import ConditionalTransformModule
 from pyro.distributions.torch_transform import TransformModule
 
 from guides.transforms.hypernet import ParamHead
+from zoo.transforms.cache import FreshCache
 
 #: Bound on ``|diag(R1)|`` and ``|diag(R2)|`` (``DIAG_BOUND * tanh``); keeps ``1 + r1_ii r2_ii h' >= 1 - DIAG_BOUND**2``.
 DIAG_BOUND = 1.0 - 1e-3
@@ -273,25 +276,30 @@ def _check_dims(kind, input_dim, num_ortho_vecs, num_householder):
 # ----------------------------------------------------------------------------------------------------------------------
 # Transforms
 # ----------------------------------------------------------------------------------------------------------------------
-class ConditionedSylvester(Transform):
+class ConditionedSylvester(FreshCache, Transform):
     r"""
     A Sylvester step with given parameters (a callable returning ``(q, r1, r2, b)``, or that tuple), as returned by
     ``condition(context)`` of the conditional Sylvester modules; see :func:`sylvester_transform`.
 
     The parameters are (re)computed at each forward call; the log-determinant of the last call is cached together
     with its ``(x, y)`` pair (``cache_size=1``), so ``log_abs_det_jacobian(x, y)`` right after ``y = t(x)`` costs
-    nothing and ``t.inv(y)`` returns ``x``.
+    nothing and ``t.inv(y)`` returns ``x`` -- while the parameters' sources (``sources``: the hypernetwork and the
+    context; by default the module's own parameters, or the tensors of a given tuple) and the two tensors are
+    unchanged (:class:`~zoo.transforms.cache.FreshCache`).
     """
 
     domain = constraints.real_vector
     codomain = constraints.real_vector
     bijective = True
 
-    def __init__(self, params, reverse: bool = False):
+    def __init__(self, params, reverse: bool = False, sources=None):
         super().__init__(cache_size=1)
         self._params = params
         self.reverse = bool(reverse)
         self._cached_logDetJ = None
+        if sources is None and not callable(params):
+            sources = tuple(p for p in params if p is not None)
+        self._cache_sources = sources
 
     def _call(self, x):
         """
@@ -555,7 +563,7 @@ class _ConditionalSylvester(ConditionalTransformModule):
         :return: a :class:`ConditionedSylvester` whose parameters have batch shape ``context.shape[:-1]`` and that acts
             on ``z`` of shape ``(..., *context.shape[:-1], D)``.
         """
-        return ConditionedSylvester(partial(self._params, context), reverse=self.reverse)
+        return ConditionedSylvester(partial(self._params, context), reverse=self.reverse, sources=(self, context))
 
 
 _COND_DOC = r"""
