@@ -12,9 +12,9 @@
   (what ``TraceTMC_ELBO`` computes, and what the evaluation uses for log p(x)) does not depend on q(y|x) at all:
   its gradient for the classifier is exactly zero (tested), so it cannot serve to train M2's classifier.
 
-Both add the paper's auxiliary term alpha * E_labelled[-log q(y|x)] (``model.alpha`` per data point, the batch's mean
-over its labelled points times the batch size: see :mod:`zoo.m2`), and both apply the objective's KL weight to the
-continuous latents only (log p(z) and log q(z|.)); the categorical site keeps weight 1, as the KL weight of a
+Both add the paper's auxiliary term alpha * N * E_labelled[-log q(y|x)] (``model.alpha`` per data point; each
+labelled occurrence in a batch weighs alpha * N / (r L), :func:`classification_weight`; see :mod:`zoo.m2`), and both
+apply the objective's KL weight to the continuous latents only (log p(z) and log q(z|.)); the categorical site keeps weight 1, as the KL weight of a
 beta-VAE is about z. A label y < 0 means "no label" (:mod:`zoo.data.labels`).
 
 :func:`enumerated_weight_terms` is the evaluation's counterpart of :func:`inference.importance.weight_terms` for such
@@ -71,8 +71,24 @@ def enumeration_size(model) -> int:
     return math.prod(int(s.num_classes or 1) for s in categorical_sites(model))
 
 
+def classification_weight(model, batch_size: int, n_labelled: int) -> float:
+    """The weight of one labelled point's -log q(y|x) in a mini-batch's loss.
+
+    With the training split's label counts known (``model.label_scale`` = N / (r L): N distinct training points,
+    L of them labelled, each present r times; set by ``model.set_label_counts``) every labelled occurrence weighs
+    ``alpha * N / (r L)`` whatever the batch holds, so one pass over the split adds ``alpha * N * mean_l(-log q(y|x))``:
+    the paper's term, independent of the repetition r, of the batch size and of how labelled points fall into
+    batches. Without them (a model used outside ``zoo train``) the batch's own ratio ``alpha * B / n_labelled``."""
+    alpha = float(getattr(model, "alpha", 0.0) or 0.0)
+    scale = getattr(model, "label_scale", None)
+    if scale is None:
+        return alpha * batch_size / max(n_labelled, 1)
+    return alpha * float(scale)
+
+
 def auxiliary_loss(model, guide, x, y):
-    """alpha * B * mean over the batch's labelled points of -log q(y|x) (0 without labels or with alpha = 0)."""
+    """sum over the batch's labelled points of :func:`classification_weight` * -log q(y|x) (0 without labels or with
+    alpha = 0)."""
     alpha = float(getattr(model, "alpha", 0.0) or 0.0)
     if alpha == 0.0 or y is None:
         return x.new_zeros(())
@@ -81,7 +97,7 @@ def auxiliary_loss(model, guide, x, y):
     if n_labelled == 0:
         return x.new_zeros(())
     ce = F.cross_entropy(model.predict_logits(x[has], guide), y[has], reduction="sum")
-    return alpha * x.shape[0] / n_labelled * ce
+    return classification_weight(model, x.shape[0], n_labelled) * ce
 
 
 def split_by_label(x, y):

@@ -181,6 +181,12 @@ class Trainer:
         total = ddp.all_reduce_mean(torch.as_tensor(total, dtype=torch.float64, device=self.device), self.dist)
         return float(total) / len(split)
 
+    def epoch_metrics(self) -> dict:
+        """Extra per-epoch values for metrics.jsonl from the model's optional ``epoch_metrics(guide, data)`` (m2: the
+        classifier's test error, recorded to be seen, never used to pick a checkpoint); {} for other models."""
+        extra = getattr(self.model, "epoch_metrics", None)
+        return dict(extra(self.guide, self.data)) if callable(extra) else {}
+
     def _check_finite(self, value: float, epoch: int, where: str):
         """Divergence is checked where the loss is read anyway (a checkpoint, the epoch's end), never per step; the
         weights and Adam's state are checked again before every write (:meth:`_state_is_finite`)."""
@@ -303,6 +309,7 @@ class Trainer:
                 row = {"epoch": epoch, "train_loss": epoch_sum / seen, "valid_loss": valid,
                        "kl_weight": self.objective.kl_weight, "seconds": seconds,
                        "valid_seconds": time.perf_counter() - t1, "step": p["global_step"]}
+                row.update(self.epoch_metrics())
                 warmed_up = c.warmup <= 0 or epoch + 1 >= c.warmup
                 if valid < p["best_valid"] or p["best_epoch"] < 0:
                     p["best_valid"], p["best_epoch"], p["bad_epochs"] = valid, epoch, 0

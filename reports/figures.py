@@ -141,7 +141,8 @@ def interpolation_figure(model, site: str, posterior_means: np.ndarray, labels, 
 
 
 def curves_figure(runs: Dict[str, List[dict]], path: str) -> str:
-    """Training (solid) and validation (dashed) loss per epoch of every run, on one plot."""
+    """Training (solid) and validation (dashed) loss per epoch of every run, on one plot; the test error per epoch
+    (dotted, right axis) of runs that record one (models that classify)."""
     fig = _figure(6.4, 3.8)
     ax = fig.add_subplot(1, 1, 1)
     colors = [f"C{i % 10}" for i in range(len(runs))]
@@ -158,8 +159,24 @@ def curves_figure(runs: Dict[str, List[dict]], path: str) -> str:
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (nats per data point)")
     ax.set_title("training (solid) and validation (dashed) loss")
+    # models that classify (m2, m1+m2) record the test error per epoch: dotted, on a second axis
+    err_ax = None
+    for color, (name, rows) in zip(colors, runs.items()):
+        pts = [(r["epoch"] + 1, 100.0 * float(r["test_error"])) for r in rows
+               if r.get("test_error") is not None and math.isfinite(float(r["test_error"]))]
+        if pts:
+            if err_ax is None:
+                err_ax = ax.twinx()
+                err_ax.set_ylabel("test error % (dotted)")
+                ax.set_title("loss: training (solid), validation (dashed); test error (dotted)")
+            err_ax.plot([p[0] for p in pts], [p[1] for p in pts], ":", color=color, marker="s", markersize=3,
+                        label=f"{name} (test error)")
     if drawn:
-        ax.legend(fontsize=7, loc="upper right")
+        handles, labels = ax.get_legend_handles_labels()
+        if err_ax is not None:
+            more = err_ax.get_legend_handles_labels()
+            handles, labels = handles + more[0], labels + more[1]
+        ax.legend(handles, labels, fontsize=7, loc="upper right")
     else:
         ax.text(0.5, 0.5, "no metrics recorded", ha="center", va="center", transform=ax.transAxes)
     ax.grid(alpha=0.3)

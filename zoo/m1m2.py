@@ -9,6 +9,8 @@ with q(y | z1), q(z2 | z1, y) as in M2. M1's encoder and decoder are copied into
 stay frozen (``requires_grad=False``), so the run directory is self-contained. The observed site ``x`` of this model is
 the feature vector: its NLL / ELBO in eval.json are in nats of the M1 feature space, not of the pixels (the test error
 is comparable with every other model). Samples and figures are decoded through M1's decoder (its mean).
+
+Defaults as M2's (alpha 50 per data point with the same label weighting, z 20, hidden 400, ReLU; see :mod:`zoo.m2`).
 """
 from typing import Optional, Sequence, Tuple
 
@@ -66,8 +68,8 @@ class M1M2(M2):
 
     observes_features = True  # eval.json: NLL in nats of the feature space, no bits/dim
 
-    def __init__(self, data_dim: int, num_classes: int = 10, latent_dim: int = 50, hidden: Sequence[int] = (500,),
-                 activation: str = "softplus", prior: str = "standard", alpha: float = 0.1,
+    def __init__(self, data_dim: int, num_classes: int = 10, latent_dim: int = 20, hidden: Sequence[int] = (400,),
+                 activation: str = "relu", prior: str = "standard", alpha: float = 50.0,
                  feature_likelihood: str = "gaussian-learned", feature_sigma: float = 1.0,
                  m1_latent_dim: int = 50, m1_hidden: Sequence[int] = (400,), m1_activation: str = "relu",
                  m1_likelihood: str = "bernoulli", m1_sigma: float = 0.1, m1_run: Optional[str] = None,

@@ -88,12 +88,23 @@ def prepare_components(config: dict, comps, resume: bool = False):
 
         comps.data = mask_labels(comps.data, int(n), seed=int(config["train"]["seed"]),
                                  repeat=config["data"].get("label_repeat", 1))
+    if uses_labels and hasattr(comps.model, "set_label_counts") and comps.data.train.y is not None:
+        comps.model.set_label_counts(*label_counts(comps.data))
     if config["model"]["name"] == "m1+m2" and not resume:
         from zoo.cli.assemble import load_run
 
         m1 = load_run(config["model"]["options"]["m1_run"], comps.device)
         comps.model.load_m1(m1.model, m1.guide)
     return comps
+
+
+def label_counts(data):
+    """(N distinct training points, L labelled among them, r copies of each labelled point) of a training split."""
+    info = data.info.get("labels")
+    if info:
+        return info["labelled"] + info["unlabelled"], info["labelled"], info["copies_of_each_labelled_point"]
+    y = data.train.y
+    return len(y), max(int((y >= 0).sum()), 1), 1
 
 
 def after_training(comps, run_dir: str):
@@ -132,12 +143,27 @@ def classification_metrics(comps, split, batch_size: int = 500) -> dict:
             "classification": {"points": int(n), "rule": "argmax of the model's classifier (q(y|x) for M2)"}}
 
 
+def model_selection(comps) -> str:
+    """How the evaluated checkpoint (best.pt) was chosen, in words, for eval.json: the training loop keeps the epoch
+    with the lowest validation loss; with ``--labels N`` the validation labels are hidden, so that loss is the
+    unlabelled bound and no label outside the N training labels picks the checkpoint."""
+    n = comps.config.get("data", {}).get("labels")
+    if n:
+        return (f"epoch of the lowest validation loss = -ELBO of the validation points with their labels hidden (the "
+                f"unlabelled bound, y summed out): no label beyond the {n} training labels is used; the test error "
+                f"of every epoch is in metrics.jsonl (recorded, not used)")
+    return ("epoch of the lowest validation loss (the data set's validation labels are known: labelled bound plus "
+            "the alpha classification term)")
+
+
 def add_evaluation(summary: dict, comps, split):
     """Complete eval.json: the classifier's test error, and the estimator of log p(x) of models whose categorical
     latent is summed out (``inference.enumeration.enumerated_weight_terms``)."""
     from inference.enumeration import has_enumerated_latents
 
     summary.update(classification_metrics(comps, split))
+    if "test_error" in summary and getattr(comps.model, "uses_labels", False):
+        summary["protocol"]["model_selection"] = model_selection(comps)
     if has_enumerated_latents(comps.model):
         summary["protocol"]["estimator"] = ("logsumexp_k log sum_y w_ky - log K, w_ky = p(x, y, z_ky) / q(z_ky | x, y), "
                                             "z_ky ~ q(z | x, y): y summed out exactly (labels unused)")
