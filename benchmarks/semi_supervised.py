@@ -1,31 +1,33 @@
-"""Semi-supervised MNIST (mnist5k): test error of M2 (y enumerated, objective ``enum`` with the alpha term) against a
-classifier of the same network trained on the labelled points alone, for several numbers of labels.
+"""Semi-supervised MNIST (mnist5k): the test error of the zoo's ``m2`` with its defaults against Pyro's own SS-VAE
+example (``benchmarks/pyro_ss_vae_m2.py``) and against a classifier of the same network trained on the labels alone,
+on identical data, labels and test set.
 
-    python benchmarks/semi_supervised.py                       # 100, 600, 1000 labels, the defaults below
-    python benchmarks/semi_supervised.py --labels 100 --epochs 20 --alpha 10
+    python benchmarks/semi_supervised.py                            # 100 and 1000 labels, seeds 0 and 1, 50 epochs
+    python benchmarks/semi_supervised.py --labels 100 --epochs 20 --systems zoo,pyro --threads 1
+    python benchmarks/semi_supervised.py --systems pyro --results a.jsonl   # runs in separate processes ...
+    python benchmarks/semi_supervised.py --table a.jsonl b.jsonl           # ... printed as one table
 
-Protocol (per number of labels N, the same seed for both columns):
-* the N labels are a class-balanced, seeded subset of the 4000 training digits (``zoo.data.labels.mask_labels``); the
-  other digits are unlabelled; the validation labels are hidden (no label is spent on model selection);
-* M2 is trained exactly as ``zoo train --model m2 --labels N`` does (``zoo.cli.runs.train_run``: model ``m2``, guide
-  ``semi-supervised``, objective ``enum``, dynamic binarization, Adam), with the labelled digits repeated in the
-  training split so that they make about 20 % of it (``--label-repeat auto``), and scored with the weights of its best
-  validation epoch (the unlabelled bound on the validation digits), as ``zoo evaluate`` does;
-* supervised only: a fresh copy of M2's classifier network (``model.make_classifier()``) trained with cross-entropy on
-  the N labelled digits alone, dynamically binarized, for as many Adam steps as M2 took (batches of min(N, batch));
-  its last iterate is scored (there are no validation labels to pick another);
-* test error: argmax of the classifier on the 500 test digits (binarized once, seeded), with its standard error, and
-  the paired difference M2 - supervised over the same test digits with its standard error.
-
-Settings (defaults): the paper trained M2 for thousands of epochs with alpha = 0.1 per point (0.1 N in all); in a budget
-of ~12 epochs the unlabelled term's entropy H(q(y|x)) dominates the classifier while the decoder still ignores y, and
-M2 loses to the supervised classifier (measured: 34 % vs 25 % at 100 labels). A stronger classification term
-(alpha = 10) and a small z (4 dimensions, so that the decoder must use y) make M2 win within the budget; see
-``--alpha``, ``--latent-dim``.
+Protocol (per number of labels N and seed s):
+* data: mnist5k's fixed 4000/500/500 split; the N labels are the zoo's class-balanced subset drawn with seed s
+  (``zoo.data.labels.mask_labels``); every other training label and every validation label is hidden; training digits
+  are dynamically binarized (the same bits per epoch for both systems), the test digits binarized once (the zoo's
+  fixed draw);
+* zoo: ``zoo train --model m2 --labels N --epochs E --seed s`` exactly (the CLI's own entry point, its defaults), and
+  its classifier scored at the checkpoint the run selects without labels (the best unlabelled validation bound:
+  ``best.pt``, as ``zoo evaluate`` does);
+* pyro: Pyro's example (its model, guide, enumeration, auxiliary loss x46, Adam 4.2e-4, batch 200, interleaved
+  supervised batches), data loading adapted as its module says; scored at its last epoch (Pyro itself picks by
+  validation accuracy, which needs the hidden validation labels);
+* supervised: a fresh copy of the zoo m2's classifier network (``model.make_classifier()``) trained with
+  cross-entropy on the N labelled digits alone for as many Adam steps as the zoo's run took; last iterate scored;
+* test error: argmax of q(y|x) on the 500 test digits, with its binomial standard error sqrt(p (1 - p) / 500);
+  seconds per epoch: the mean training time of an epoch (validation and scoring excluded).
 """
 import argparse
+import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,45 +36,76 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pyro  # noqa: E402
 
-from inference.training import TrainConfig, make_optimizer  # noqa: E402
-from zoo.cli.assemble import load_run  # noqa: E402
-from zoo.cli.runs import make_config, train_run  # noqa: E402
-from zoo.cli.semi_supervised import classification_metrics  # noqa: E402
+from inference.training import make_optimizer  # noqa: E402
 from zoo.data import load_dataset  # noqa: E402
 from zoo.data.labels import mask_labels  # noqa: E402
-from zoo.m2 import M2  # noqa: E402
 
 
-def options(args):
-    return {"latent_dim": args.latent_dim, "hidden": list(args.hidden), "likelihood": "bernoulli",
-            "activation": args.activation, "alpha": args.alpha}
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
 
 
-def train_m2(args, n, out):
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=False)
-    config = make_config("m2", "semi-supervised", "enum", "mnist5k", "dynamic", options(args), train, device="cpu")
-    config["data"]["labels"] = n
-    config["data"]["label_repeat"] = args.label_repeat
-    state = train_run(config, out, progress=False)
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_zoo(n, seed, epochs, out):
+    """``zoo train --model m2 --labels n`` with every other option at its default; the selected checkpoint's error."""
+    from zoo.cli.assemble import load_run
+    from zoo.cli.main import main as zoo_main
+    from zoo.cli.semi_supervised import classification_metrics
+
+    code = zoo_main(["train", "--model", "m2", "--labels", str(n), "--epochs", str(epochs), "--seed", str(seed),
+                     "--device", "cpu", "--no-progress", "--out", out])
+    if code != 0:
+        raise SystemExit(f"zoo train failed with exit code {code}")
+    rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     comps = load_run(out, torch.device("cpu"))
     with torch.no_grad():
         wrong = (comps.guide.classify(comps.data.test.x).argmax(-1) != comps.data.test.y).double()
     assert abs(float(wrong.mean()) - classification_metrics(comps, comps.data.test)["test_error"]["mean"]) < 1e-9
-    return wrong, state["global_step"], state["best_epoch"] + 1
+    best = max(i for i, r in enumerate(rows) if r.get("best"))
+    return {"error": float(wrong.mean()), "per_epoch": [r["test_error"] for r in rows],
+            "seconds_per_epoch": sum(r["seconds"] for r in rows) / len(rows), "selected_epoch": best + 1,
+            "steps": rows[-1]["step"], "selection": "best unlabelled validation bound (best.pt)"}
 
 
-def train_supervised(args, n, steps):
-    data = mask_labels(load_dataset("mnist5k", binarize="dynamic", seed=args.seed), n, seed=args.seed)
-    model = M2(data.dim, num_classes=data.num_classes, **options(args))
-    pyro.set_rng_seed(args.seed)
-    classifier = model.make_classifier()
-    opt = make_optimizer(list(classifier.parameters()), args.lr)
+def run_pyro(n, seed, epochs):
+    from pyro_ss_vae_m2 import train_pyro_example
+
+    data = mask_labels(load_dataset("mnist5k", binarize="dynamic", seed=seed), n, seed=seed)
+    errors, wrong, seconds = train_pyro_example(data, epochs=epochs, seed=seed,
+                                                log=lambda m: log(f"  [{n} labels, seed {seed}] {m}"))
+    return {"error": float(wrong.mean()), "per_epoch": errors, "seconds_per_epoch": sum(seconds) / len(seconds),
+            "selected_epoch": epochs, "selection": "last epoch"}
+
+
+def run_supervised(n, seed, steps, batch_size=128, lr=1e-3):
+    """The zoo m2's classifier network (its defaults) on the labelled digits alone, ``steps`` Adam steps."""
+    from zoo.m2 import M2
+
+    data = mask_labels(load_dataset("mnist5k", binarize="dynamic", seed=seed), n, seed=seed)
+    pyro.set_rng_seed(seed)
+    classifier = M2(data.dim, num_classes=data.num_classes, latent_dim=20, hidden=(400,),
+                    activation="relu").make_classifier()  # the network `zoo train --model m2` builds
+    opt = make_optimizer(list(classifier.parameters()), lr)
     has = data.train.y >= 0
     grey, labels = data.train.x[has], data.train.y[has]
-    batch = min(len(labels), args.batch_size)
+    batch = min(len(labels), batch_size)
+    t0 = time.perf_counter()
     classifier.train()
     for _ in range(steps):
         idx = torch.randperm(len(labels))[:batch]
@@ -82,52 +115,83 @@ def train_supervised(args, n, steps):
         opt.step()
     classifier.eval()
     with torch.no_grad():
-        return (classifier(data.test.x).argmax(-1) != data.test.y).double()
+        wrong = (classifier(data.test.x).argmax(-1) != data.test.y).double()
+    return {"error": float(wrong.mean()), "seconds": time.perf_counter() - t0, "selection": "last step"}
 
 
-def mean_se(v):
-    return float(v.mean()), float(v.std() / math.sqrt(len(v)))
+def se(p, n=500):
+    return math.sqrt(max(p * (1 - p), 0.0) / n)
+
+
+def print_table(rows):
+    print("| system | labels | seed | epochs | test error % (± se) | lowest epoch % | selected epoch | s/epoch "
+          "| CPU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in sorted(rows, key=lambda r: (r["labels"], r["system"], r["seed"])):
+        low = f"{100 * min(r['per_epoch']):.1f}" if r.get("per_epoch") else "-"
+        spe = f"{r['seconds_per_epoch']:.1f}" if r.get("seconds_per_epoch") else "-"
+        print(f"| {r['system']} | {r['labels']} | {r['seed']} | {r.get('epochs', '-')} | "
+              f"{100 * r['error']:.1f} ± {100 * se(r['error']):.1f} | {low} | {r.get('selected_epoch', '-')} | {spe} "
+              f"| {r['cpu']} ({r['threads']} threads) |")
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["system"], r["labels"], r.get("epochs")), []).append(r["error"])
+    print()
+    print("| system | labels | epochs | seeds | mean test error % (± se over test points, seeds pooled) |")
+    print("|---|---:|---:|---:|---:|")
+    for (system, n, epochs), errs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        m = sum(errs) / len(errs)
+        pooled = math.sqrt(sum(se(e) ** 2 for e in errs)) / len(errs)
+        print(f"| {system} | {n} | {epochs} | {len(errs)} | {100 * m:.1f} ± {100 * pooled:.1f} |")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--labels", default="100,600,1000")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--alpha", type=float, default=10.0, help="per-point weight of the classification term")
-    p.add_argument("--latent-dim", type=int, default=4)
-    p.add_argument("--hidden", default="256")
-    p.add_argument("--activation", default="softplus")
-    p.add_argument("--label-repeat", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labels", default="100,1000")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--epochs", type=int, default=50, help="epochs of both systems (the issue's budget: 50)")
+    p.add_argument("--systems", default="zoo,pyro,supervised", help="any of zoo, pyro, supervised")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--results", default=None, help="append each run's result to this JSON-lines file")
+    p.add_argument("--table", nargs="+", default=None, metavar="JSONL", help="only print the table of these files")
     args = p.parse_args(argv)
-    args.hidden = tuple(int(h) for h in args.hidden.split(",") if h)
+    if args.table:
+        print_table([json.loads(line) for path in args.table for line in open(path) if line.strip()])
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"mnist5k (4000 train / 500 test digits, dynamic binarization); M2: latent {args.latent_dim}, hidden "
-          f"{args.hidden}, {args.activation}, alpha {args.alpha}, label repeat {args.label_repeat}; {args.epochs} epochs, "
-          f"batch {args.batch_size}, lr {args.lr}, seed {args.seed}, {torch.get_num_threads()} threads")
+    systems = [s for s in args.systems.split(",") if s]
+    cpu, threads = cpu_name(), torch.get_num_threads()
+    log(f"mnist5k; systems {systems}; {args.epochs} epochs; {cpu}, {threads} torch threads")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in [int(t) for t in args.labels.split(",")]:
-            t0 = time.perf_counter()
-            wrong_m2, steps, best = train_m2(args, n, os.path.join(tmp, f"m2-{n}"))
-            t1 = time.perf_counter()
-            wrong_sup = train_supervised(args, n, steps)
-            t2 = time.perf_counter()
-            rows.append((n, mean_se(wrong_m2), mean_se(wrong_sup), mean_se(wrong_m2 - wrong_sup), steps, best,
-                         t1 - t0, t2 - t1))
-            print(f"  {n} labels: M2 {100 * float(wrong_m2.mean()):.1f}% (best epoch {best}, {t1 - t0:.0f} s), "
-                  f"supervised only {100 * float(wrong_sup.mean()):.1f}% ({t2 - t1:.0f} s)", file=sys.stderr, flush=True)
-    print()
-    print("| labels | M2 test error % | supervised-only test error % | M2 - supervised (paired) | M2 / supervised "
-          "| Adam steps | M2 s | sup. s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, (e2, s2), (es, ss), (d, sd), steps, best, t2, ts in rows:
-        print(f"| {n} | {100 * e2:.1f} +- {100 * s2:.1f} | {100 * es:.1f} +- {100 * ss:.1f} | "
-              f"{100 * d:+.1f} +- {100 * sd:.1f} | {e2 / es:.2f} | {steps} | {t2:.0f} | {ts:.0f} |")
+            for seed in [int(t) for t in args.seeds.split(",")]:
+                steps = None
+                for system in systems:
+                    t0 = time.perf_counter()
+                    if system == "zoo":
+                        r = run_zoo(n, seed, args.epochs, os.path.join(tmp, f"m2-{n}-{seed}"))
+                        steps = r["steps"]
+                    elif system == "pyro":
+                        r = run_pyro(n, seed, args.epochs)
+                    elif system == "supervised":
+                        if steps is None:  # as many steps as the zoo's m2 takes: ceil(split / 128) per epoch
+                            from zoo.data.labels import auto_repeat
+
+                            steps = args.epochs * math.ceil((4000 + (auto_repeat(n, 4000) - 1) * n) / 128)
+                        r = run_supervised(n, seed, steps)
+                    else:
+                        raise SystemExit(f"unknown system {system!r}")
+                    r.update(system=system, labels=n, seed=seed, epochs=args.epochs, cpu=cpu, threads=threads,
+                             wall_seconds=time.perf_counter() - t0)
+                    rows.append(r)
+                    log(f"{system}, {n} labels, seed {seed}: test error {100 * r['error']:.1f}% "
+                        f"({r['wall_seconds']:.0f} s)")
+                    if args.results:
+                        with open(args.results, "a") as f:
+                            f.write(json.dumps(r) + "\n")
+    print_table(rows)
     return rows
 
 

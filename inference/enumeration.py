@@ -14,8 +14,8 @@
 
 Both add the paper's auxiliary term alpha * N * E_labelled[-log q(y|x)] (``model.alpha`` per data point; each
 labelled occurrence in a batch weighs alpha * N / (r L), :func:`classification_weight`; see :mod:`zoo.m2`), and both
-apply the objective's KL weight to the continuous latents only (log p(z) and log q(z|.)); the categorical site keeps weight 1, as the KL weight of a
-beta-VAE is about z. A label y < 0 means "no label" (:mod:`zoo.data.labels`).
+apply the objective's KL weight to the continuous latents only (log p(z) and log q(z|.)); the categorical site keeps
+weight 1, as the KL weight of a beta-VAE is about z. A label y < 0 means "no label" (:mod:`zoo.data.labels`).
 
 :func:`enumerated_weight_terms` is the evaluation's counterpart of :func:`inference.importance.weight_terms` for such
 models: log w = log sum_y p(x, y, z_y) / q(z_y | x, y) (y summed inside), and the ELBO split into expectations under

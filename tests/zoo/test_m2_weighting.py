@@ -1,5 +1,5 @@
-"""The weight of M2's classification term per labelled point (zoo/m2.py's docstring), from the objectives' actual losses:
-each labelled occurrence in a batch weighs alpha * N / (r L), so one pass over the training split adds exactly
+"""The weight of M2's classification term per labelled point (zoo/m2.py's docstring), from the objectives' actual
+losses: each labelled occurrence in a batch weighs alpha * N / (r L), so one pass over the training split adds exactly
 alpha * N * mean over the L labelled points of -log q(y|x), whatever the repetition r and however batches are cut."""
 import pyro
 import pytest
