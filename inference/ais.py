@@ -260,3 +260,49 @@ class AnnealedImportanceSampler:
 
 def _log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+
+
+def parse_estimator(spec: str):
+    """``is`` -> None; ``ais:T`` -> T (a positive integer); anything else is a one-line ConfigError."""
+    if spec in (None, "", "is"):
+        return None
+    name, _, steps = str(spec).partition(":")
+    if name == "ais" and steps.isdigit() and int(steps) >= 1:
+        return int(steps)
+    raise ConfigError(f"--estimator must be is or ais:T with T >= 1 annealing steps (e.g. ais:500), got {spec!r}")
+
+
+def evaluate_ais(model, guide, x, y=None, num_steps: int = 500, num_chains: int = 16, leapfrog: int = 10,
+                 batch_size: int = 100, bdmc_points: int = 0, progress=None) -> tuple:
+    """AIS over the points of ``x`` in batches (memory: chains x batch x the model), and BDMC on ``bdmc_points``
+    points simulated from the model; returns (the eval.json part, per-point AIS log p(x) as numpy)."""
+    import time
+
+    import numpy as np
+
+    from inference.evaluation import mean_se
+
+    sampler = AnnealedImportanceSampler(model, guide, num_steps, num_chains, leapfrog)
+    t0 = time.perf_counter()
+    log_px, acceptance = [], []
+    for start in range(0, x.shape[0], batch_size):
+        out = sampler.log_likelihood(x[start:start + batch_size], None if y is None else y[start:start + batch_size],
+                                     progress=progress)
+        log_px.append(out["log_px"].cpu())
+        acceptance.append(out["acceptance"].double().cpu())
+    log_px = torch.cat(log_px).numpy()
+    part = {"estimator": f"AIS, T = {num_steps} geometric-path steps (sigmoid schedule) from "
+                         f"{'q(z|x)' if sampler.start == 'guide' else 'p(z)'} to p(x, z), {num_chains} chains per "
+                         f"point, HMC with {leapfrog} leapfrog steps, step size adapted to "
+                         f"{sampler.target_accept:.2f} acceptance; log p(x) ~= logmeanexp over chains (a stochastic "
+                         f"lower bound)",
+            "steps": num_steps, "chains": num_chains, "leapfrog": leapfrog, "start": sampler.start,
+            "nll": mean_se(-log_px), "acceptance": float(torch.cat(acceptance).mean()),
+            "seconds": time.perf_counter() - t0}
+    if bdmc_points:
+        t1 = time.perf_counter()
+        b = sampler.bdmc(int(bdmc_points), x, progress=progress)
+        part["bdmc"] = {"points": int(bdmc_points), "data": "simulated from the model, (x, z*) ~ p(x, z)",
+                        "lower": mean_se(b["lower"].cpu().numpy()), "upper": mean_se(b["upper"].cpu().numpy()),
+                        "gap": mean_se(b["gap"].cpu().numpy()), "seconds": time.perf_counter() - t1}
+    return part, np.asarray(log_px)

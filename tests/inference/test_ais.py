@@ -103,3 +103,38 @@ def test_bad_input_is_one_clear_error(linear_gaussian):
     m2 = M2(16, num_classes=3, latent_dim=2, hidden=(8,))
     with pytest.raises(ConfigError, match="discrete"):
         AnnealedImportanceSampler(m2, None, num_steps=5).log_likelihood((torch.rand(4, 16) > 0.5).float())
+
+
+def test_zoo_evaluate_with_ais_and_bdmc_records_them(tmp_path, capsys):
+    from zoo.cli.main import main
+
+    out = str(tmp_path / "r")
+    assert main(["train", "--data", "digits", "--out", out, "--epochs", "1", "--hidden", "16", "--latent-dim", "2",
+                 "--no-progress"]) == 0
+    assert main(["evaluate", out, "--samples", "20", "--estimator", "ais:5", "--chains", "2", "--leapfrog", "2",
+                 "--bdmc", "4", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    import json
+
+    summary = json.load(open(tmp_path / "r" / "eval.json"))
+    ais = summary["ais"]
+    assert (ais["steps"], ais["chains"], ais["leapfrog"], ais["start"]) == (5, 2, 2, "guide")
+    assert summary["nll"] == ais["nll"] and summary["nll_is"]["mean"] != ais["nll"]["mean"]
+    assert summary["protocol"]["estimator"].startswith("AIS, T = 5") and 0 < ais["acceptance"] <= 1
+    assert ais["bdmc"]["points"] == 4 and set(ais["bdmc"]) >= {"lower", "upper", "gap"}
+    assert "NLL (AIS, T=5)" in text and "NLL (K=20)" in text and "BDMC gap" in text
+    points = torch.load(tmp_path / "r" / "eval_points.pt", weights_only=True)
+    assert points["ais_log_px"].shape == points["log_px"].shape
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--estimator", "ais:0"], "ais:T with T >= 1"),
+    (["--estimator", "hmc"], "--estimator must be is or ais:T"),
+    (["--bdmc", "5"], "give --estimator ais:T as well"),
+])
+def test_evaluate_estimator_errors_are_one_line(tmp_path, capsys, argv, fragment):
+    from zoo.cli.main import main
+
+    assert main(["evaluate", str(tmp_path)] + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("zoo: error:") and fragment in err, err

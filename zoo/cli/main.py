@@ -143,6 +143,14 @@ def build_parser():
                    help="bf16: run the networks under bfloat16 autocast (log-densities and weights stay float32)")
     e.add_argument("--no-log-weights", action="store_true",
                    help="do not keep the (points x K) log-weights for the report's arviz export (memory flat in K)")
+    e.add_argument("--estimator", default="is", metavar="is|ais:T",
+                   help="ais:T adds annealed importance sampling with T steps (its NLL becomes the headline; the "
+                        "importance-sampled one is kept as nll_is)")
+    e.add_argument("--chains", type=_positive_int, default=16, help="AIS: chains per point")
+    e.add_argument("--leapfrog", type=_positive_int, default=10, help="AIS: leapfrog steps per HMC transition")
+    e.add_argument("--bdmc", type=_nonneg_int, default=0, metavar="N",
+                   help="with ais:T: bidirectional Monte Carlo on N points simulated from the model (forward and "
+                        "reverse AIS bound the exact log p(x); their gap says how far AIS with this T can be off)")
     e.add_argument("--device", default="auto")
     e.add_argument("--no-progress", action="store_true")
 
@@ -313,9 +321,12 @@ def print_eval(summary: dict, out=None):
     if str(proto.get("estimator", "")).startswith("exact"):  # no latent variables: the NLL is exact, no bound, no KL
         rows = [("NLL (exact)", summary["nll"])]
     else:
-        rows = [("test -ELBO", summary["neg_elbo"]), (f"NLL (K={proto['num_samples']})", summary["nll"]),
-                ("KL(q||p)", summary["kl"]), ("-reconstruction", {"mean": -summary["recon"]["mean"],
-                                                                 "se": summary["recon"]["se"]})]
+        rows = [("test -ELBO", summary["neg_elbo"]),
+                (f"NLL (K={proto['num_samples']})", summary.get("nll_is", summary["nll"]))]
+        if "ais" in summary:
+            rows.append((f"NLL (AIS, T={summary['ais']['steps']})", summary["ais"]["nll"]))
+        rows += [("KL(q||p)", summary["kl"]), ("-reconstruction", {"mean": -summary["recon"]["mean"],
+                                                                   "se": summary["recon"]["se"]})]
     if "bits_per_dim" in summary:
         rows.append(("bits/dim", summary["bits_per_dim"]))
     print(f"{proto['data']} {proto['split']} split, {proto['num_points']} points, binarization {proto['binarize']}",
@@ -327,17 +338,27 @@ def print_eval(summary: dict, out=None):
     if "test_error" in summary:
         te = summary["test_error"]
         print(f"  {'test error':<18} {100 * te['mean']:9.2f}% +- {100 * te['se']:.2f}", file=out)
+    if "bdmc" in (summary.get("ais") or {}):
+        b = summary["ais"]["bdmc"]
+        print(f"  {'BDMC gap':<18} {b['gap']['mean']:10.3f} +- {b['gap']['se']:.3f}  (upper - lower on {b['points']} "
+              f"simulated points)", file=out)
     share = summary["psis"]["share_khat_above_0.7"]
     if share is not None:
         print(f"  {'PSIS k-hat > 0.7':<18} {100 * share:9.1f}% of points", file=out)
 
 
 def cmd_evaluate(args):
+    from inference.ais import parse_estimator
     from zoo.cli.runs import evaluate_run
 
+    steps = parse_estimator(args.estimator)
+    if args.bdmc and steps is None:
+        raise ConfigError("--bdmc runs forward and reverse AIS: give --estimator ais:T as well")
+    ais = None if steps is None else {"steps": steps, "chains": args.chains, "leapfrog": args.leapfrog,
+                                      "bdmc": args.bdmc}
     summary = evaluate_run(args.run_dir, args.samples, args.split, args.batch_size, args.device,
                            progress=not args.no_progress, precision=args.precision,
-                           keep_log_weights=not args.no_log_weights)
+                           keep_log_weights=not args.no_log_weights, ais=ais)
     print_eval(summary)
     print(f"wrote {os.path.join(args.run_dir, 'eval.json')}")
     return 0

@@ -4,6 +4,7 @@ import math
 import os
 import time
 import uuid
+from typing import Optional
 
 import pyro
 import torch
@@ -83,18 +84,24 @@ def _train_run(config: dict, out: str, resume: bool, on_step, progress, objects)
 
 
 def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", batch_size: int = 100,
-                 device=None, progress=True, keep_log_weights=True, precision="fp32") -> dict:
+                 device=None, progress=True, keep_log_weights=True, precision="fp32", ais: Optional[dict] = None) -> dict:
     """Evaluate the best weights of a run with the zoo's protocol; write eval.json and eval_points.pt.
 
     The two files are one evaluation: eval_points.pt is written first and eval.json last, both carrying the same
     ``evaluation_id``, so a crash between the writes leaves an eval.json that does not match the points (and the
-    report re-evaluates) rather than new numbers beside old points."""
+    report re-evaluates) rather than new numbers beside old points.
+
+    ``ais={"steps": T, "chains": C, "leapfrog": L, "bdmc": N}`` adds annealed importance sampling
+    (:mod:`inference.ais`): its NLL becomes the headline ``nll`` (the importance-sampled one stays as ``nll_is``), and
+    with N > 0 bidirectional Monte Carlo on N simulated points says how far AIS with that T can be off."""
     rd.read_config(run_dir)  # a missing or damaged run says so before anything is created
     with RunLock(run_dir, "zoo evaluate"):
-        return _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, keep_log_weights, precision)
+        return _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, keep_log_weights, precision,
+                             ais)
 
 
-def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, keep_log_weights, precision) -> dict:
+def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, keep_log_weights, precision,
+                  ais=None) -> dict:
     comps = load_run(run_dir, resolve_device(device or "auto"))
     data_split = getattr(comps.data, split)
     comps.model.check_data(data_split.x, f"the {split} split")
@@ -130,6 +137,31 @@ def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, kee
             f"{bins}-level data dequantized to [0,1]^D with fixed seeded uniform noise; NLL in nats of that "
             f"density (logit Jacobian included); bits/dim = NLL/(D ln 2) + log2({bins})")
     semi_supervised.add_evaluation(summary, comps, data_split)  # test_error; m2: y summed out in log p(x)
+    ais_log_px = None
+    if ais and not exact:
+        from inference.ais import evaluate_ais
+
+        ais_bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            passes = 1 + 2 * bool(ais.get("bdmc"))
+            ais_bar = tqdm(total=(len(data_split) + 2 * int(ais.get("bdmc") or 0)) * ais["steps"] // passes * passes,
+                           desc=f"AIS (T={ais['steps']})", unit="pt-step", unit_scale=True, leave=False,
+                           dynamic_ncols=True, mininterval=0.5)
+        part, ais_log_px = evaluate_ais(comps.model, comps.guide, data_split.x, data_split.y, ais["steps"],
+                                        ais.get("chains", 16), ais.get("leapfrog", 10), batch_size,
+                                        ais.get("bdmc") or 0, progress=ais_bar)
+        if ais_bar is not None:
+            ais_bar.close()
+        summary["nll_is"] = summary["nll"]
+        summary["nll"] = part["nll"]
+        summary["ais"] = part
+        summary["protocol"]["estimator"] = part["estimator"]
+        summary["protocol"]["is_estimator"] = f"logsumexp_k log w_k - log K, K = {num_samples} (nll_is)"
+        if "bits_per_dim" in summary:
+            scale = summary["bits_per_dim"]["mean"] / summary["nll_is"]["mean"] if summary["nll_is"]["mean"] else 0
+            summary["bits_per_dim"] = {"mean": part["nll"]["mean"] * scale, "se": part["nll"]["se"] * scale}
     summary["seconds"] = seconds
     summary["train_seconds"] = sum(r.get("seconds", 0.0) for r in metrics)
     summary["epochs_trained"] = len(metrics)
@@ -138,6 +170,8 @@ def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, kee
     points = {k: torch.as_tensor(v) for k, v in samples.items() if v is not None}
     if data_split.y is not None:
         points["labels"] = data_split.y.cpu()
+    if ais_log_px is not None:
+        points["ais_log_px"] = torch.as_tensor(ais_log_px)
     points["evaluation_id"] = summary["evaluation_id"]
     save_atomic(points, rd.path(run_dir, rd.EVAL_POINTS))
     rd.write_json_atomic(summary, rd.path(run_dir, rd.EVAL))
