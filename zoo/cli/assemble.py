@@ -106,9 +106,9 @@ GENERAL_OPTIONS = {"--latent-dim": "latent_dim", "--latent-dim1": "latent_dim1",
                    "--m1-run": "m1_run"}
 
 
-def check_general_options(model_name: str, given: list):
+def check_general_options(model_name: str, given: dict):
     """Refuse the general options (``--flow-depth``, ``--alpha``, ...) that a user gave to a model that has no use
-    for them, instead of ignoring them without a word; ``given`` holds their constructor names."""
+    for them, instead of ignoring them without a word; ``given`` maps their constructor names to the values given."""
     from guides.base import _is_program
     from zoo.model import MODELS
     from zoo.references import short_name
@@ -117,14 +117,16 @@ def check_general_options(model_name: str, given: list):
     flags = {v: k for k, v in GENERAL_OPTIONS.items()}
     if entry.source != "registered":  # a user's model gets only its own options
         if given:
-            raise ConfigError(f"{flags[given[0]]} does not apply to your model {short_name(model_name)!r}: give its "
+            raise ConfigError(f"{flags[next(iter(given))]} does not apply to your model {short_name(model_name)!r}: give its "
                               f"constructor's own options with --model-option KEY=VALUE")
         return
     accepted = {} if _is_program(entry.factory, "data_dim") else _parameters(entry.factory)
     if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
         return
+    if "prior" in given and "prior" not in accepted:  # said first: a model without a prior to swap
+        model_options(model_name, {"prior": given["prior"]}, None)
     for key in given:
-        if key not in accepted and key != "prior":  # --prior: model_options says which models have a prior
+        if key not in accepted and key != "prior":
             takers = [e.name for e in MODELS if e.source == "registered" and key in _parameters(e.factory)]
             raise ConfigError(f"model {model_name!r} has no use for {flags[key]}; drop it"
                               + (f" (models that take it: {', '.join(takers)})" if takers else ""))

@@ -247,8 +247,8 @@ def cmd_train(args):
         out = args.out or os.path.join("runs", "-".join(_slug(v) for v in (args.model, args.guide, args.data)))
         from zoo.cli.assemble import GENERAL_OPTIONS, check_general_options
 
-        check_general_options(args.model, [GENERAL_OPTIONS[f"--{k.replace('_', '-')}"] for k in given
-                                           if f"--{k.replace('_', '-')}" in GENERAL_OPTIONS])
+        check_general_options(args.model, {GENERAL_OPTIONS[f"--{k.replace('_', '-')}"]: getattr(args, k) for k in given
+                                           if f"--{k.replace('_', '-')}" in GENERAL_OPTIONS})
         train = TrainConfig(epochs=args.epochs or 10, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             beta=args.beta, warmup=args.warmup, patience=args.patience,
                             checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
