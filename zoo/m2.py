@@ -57,9 +57,9 @@ binomial standard error per run; ``benchmarks/semi_supervised.py``; 2 shared CPU
   it still improves at epoch 50 and selects it on both seeds (errors 22.0 / 22.8 %, lowest epochs 20.8 / 20.8 %).
 
 Against Pyro's own example (``benchmarks/pyro_ss_vae_m2.py``: its model, guide and loop on identical data, labels and
-test set) at 100 labels: 29.8 / 26.6 % after 25 epochs (the issue: 27.0 / 29.4 % after 50), against 22.0 / 22.8 % for
-these defaults; the table is in the README's M2 section. Within 50 epochs M2 alone is level with the labels-only
-classifier, not clearly below it; M1+M2 (:mod:`zoo.m1m2`) is (14.2 %).
+test set) at 100 labels, 50 epochs: 27.6 / 26.8 % (the issue: 27.0 / 29.4 %), against 22.0 / 22.8 % for these
+defaults; the table is in the README's M2 section. Within 50 epochs M2 alone is at or just below the labels-only
+classifier (24.0 / 22.8 %), not clearly below it; M1+M2 (:mod:`zoo.m1m2`) is (14.2 %).
 """
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
