@@ -96,7 +96,9 @@ def to_html(report) -> str:
     if report.curves:
         p.append("<h2>Training curves</h2>")
         p.append(f"<figure><img src=\"{_e(report.curves)}\" alt=\"training and validation curves\">"
-                 "<figcaption>Loss per epoch of every run: training (solid), validation (dashed).</figcaption></figure>")
+                 "<figcaption>Loss per epoch of every run: training (solid), validation (dashed); for models that classify "
+                 "(m2, m1+m2), the test error of each epoch (dotted, right axis), recorded to be seen, never used to "
+                 "choose the checkpoint.</figcaption></figure>")
 
     for s in report.runs:
         cfg = s.config

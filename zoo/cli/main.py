@@ -89,7 +89,8 @@ def build_parser():
     t.add_argument("--labels", type=_positive_int, default=None,
                    help="keep N training labels (class-balanced, seeded by --seed), hide the rest (semi-supervised)")
     t.add_argument("--alpha", type=_nonneg_float, default=None,
-                   help="m2, m1+m2: weight of the classification term per data point (default 0.1, the paper's)")
+                   help="m2, m1+m2: weight of the classification term per data point (default 200 for m2, 50 for m1+m2, "
+                        "measured; the paper's 0.1 needs thousands of epochs; see zoo/m2.py)")
     t.add_argument("--m1-run", default=None, metavar="DIR", help="m1+m2: the trained M1 run whose features M2 models")
     t.add_argument("--label-repeat", type=_label_repeat, default=None, metavar="R|auto",
                    help="with --labels: R copies of each labelled point in the training split (default: the "
