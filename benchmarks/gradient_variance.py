@@ -18,7 +18,6 @@ It also prints the squared norm of the mean gradient per group (signal), so a va
 """
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,18 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pyro  # noqa: E402
 import torch  # noqa: E402
 
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine_info import cpu_name  # noqa: E402
 
 
 def trained(args):

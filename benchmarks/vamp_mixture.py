@@ -15,8 +15,6 @@ each time the minimum over interleaved rounds (robust to other load on the machi
     python benchmarks/vamp_mixture.py [--threads N] [--rounds R]
 """
 import argparse
-import platform
-import subprocess
 import time
 
 import pyro
@@ -24,6 +22,8 @@ import torch
 
 import zoo.learned_priors as LP
 from zoo.learned_priors import DiagonalNormalMixture
+
+from machine_info import cpu_name  # the script's own folder is on sys.path
 
 
 def expanded(z, loc, scale):
@@ -50,14 +50,6 @@ class use:
 
     def __exit__(self, *exc):
         LP.ScaledSquaredDistance = NEW
-
-
-def cpu_name():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except Exception:  # noqa: BLE001
-        return platform.processor() or "unknown CPU"
 
 
 def problem(s, n=128, k=500, d=40, seed=0):

@@ -26,9 +26,9 @@ class WeightTerms(NamedTuple):
         return self.log_obs + self.log_prior - self.log_q
 
 
-def scaled_log_prob(site) -> torch.Tensor:
-    """A trace site's log-density times its scale (KL weight, ...) and mask, as Pyro's ELBOs count it."""
-    lp = site["fn"].log_prob(site["value"])
+def scale_and_mask(site, lp: torch.Tensor) -> torch.Tensor:
+    """``lp`` (a log-density of the trace site) times the site's scale (KL weight, ...) and mask, as Pyro's ELBOs
+    count it."""
     scale = site["scale"]
     if not (isinstance(scale, float) and scale == 1.0):
         lp = lp * scale
@@ -37,11 +37,20 @@ def scaled_log_prob(site) -> torch.Tensor:
     return lp
 
 
-def _site_log_prob(site, shape):
-    lp = scaled_log_prob(site)
-    while lp.dim() > len(shape):  # plates nested inside the data plate are summed into the data point
+def scaled_log_prob(site) -> torch.Tensor:
+    """A trace site's log-density times its scale and mask."""
+    return scale_and_mask(site, site["fn"].log_prob(site["value"]))
+
+
+def sum_to_points(lp: torch.Tensor, shape) -> torch.Tensor:
+    """Sum the dims right of ``shape`` (plates nested inside the data plate) into each (particle, point)."""
+    while lp.dim() > len(shape):
         lp = lp.sum(-1)
     return lp.expand(shape)
+
+
+def _site_log_prob(site, shape):
+    return sum_to_points(scaled_log_prob(site), shape)
 
 
 def weight_terms(model, guide, x, y=None, num_particles: int = 1, max_plate_nesting=None) -> WeightTerms:

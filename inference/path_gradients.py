@@ -46,7 +46,7 @@ from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import TransformedDistribution
 
-from inference.importance import _site_log_prob
+from inference.importance import _site_log_prob, scale_and_mask, sum_to_points
 from zoo.errors import ConfigError
 
 
@@ -167,21 +167,6 @@ def _flow_score(fn, transforms, eps, z_event_dims: int) -> torch.Tensor:
     return h - (g * z).reshape(batch + (-1,)).sum(-1)
 
 
-def _scaled(site, lp):
-    scale = site["scale"]
-    if not (isinstance(scale, float) and scale == 1.0):
-        lp = lp * scale
-    if site["mask"] is not None:
-        lp = lp * site["mask"]
-    return lp
-
-
-def _reduce(lp, shape):
-    while lp.dim() > len(shape):
-        lp = lp.sum(-1)
-    return lp.expand(shape)
-
-
 def path_terms(model, guide, x, y=None, num_particles: int = 1, max_plate_nesting=None, objective: str = "",
                grad_scale: Optional[GradScale] = None) -> PathTerms:
     """The terms of :func:`inference.importance.weight_terms` plus the score surrogate (see the module docstring).
@@ -239,7 +224,7 @@ def path_terms(model, guide, x, y=None, num_particles: int = 1, max_plate_nestin
                 lp = _flow_score(fn, transforms, eps[name], len(fn.event_shape))
             else:
                 lp = fn.log_prob(value)
-            lp = _reduce(_scaled(again, lp), shape)
+            lp = sum_to_points(scale_and_mask(again, lp), shape)
             score = score + (lp - lp.detach())
     return PathTerms(log_obs, log_prior, log_q, score, latents)
 
