@@ -69,21 +69,29 @@ def weight_terms(model, guide, x, y=None, num_particles: int = 1, max_plate_nest
     with pyro.plate("particles", K, dim=-(max_plate_nesting + 1)):
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y)
     zeros = x.new_zeros(shape)
-    log_obs, log_prior, log_q, latents = zeros, zeros, zeros, {}
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
-            continue
-        lp = _site_log_prob(site, shape)
-        if site["is_observed"]:
-            log_obs = log_obs + lp
-        else:
-            log_prior = log_prior + lp
+    log_q, latents = zeros, {}
+    log_obs, log_prior = model_log_terms(model_trace, zeros)
     for name, site in guide_trace.nodes.items():
         if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
             continue
         log_q = log_q + _site_log_prob(site, shape)
         latents[name] = site["value"]
     return WeightTerms(log_obs, log_prior, log_q, latents)
+
+
+def model_log_terms(model_trace, zeros: torch.Tensor):
+    """(log p of the observed sites, log p of the latent sites) of a model trace, each summed to the shape of
+    ``zeros`` = (particles, points)."""
+    log_obs, log_prior = zeros, zeros
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        lp = _site_log_prob(site, zeros.shape)
+        if site["is_observed"]:
+            log_obs = log_obs + lp
+        else:
+            log_prior = log_prior + lp
+    return log_obs, log_prior
 
 
 def log_mean_exp(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:

@@ -46,7 +46,7 @@ from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import TransformedDistribution
 
-from inference.importance import _site_log_prob, scale_and_mask, sum_to_points
+from inference.importance import _site_log_prob, model_log_terms, scale_and_mask, sum_to_points
 from zoo.errors import ConfigError
 
 
@@ -197,15 +197,7 @@ def path_terms(model, guide, x, y=None, num_particles: int = 1, max_plate_nestin
                                                   for n, s in sites})
     with pyro.plate("particles", K, dim=-(max_plate_nesting + 1)):
         model_trace = poutine.trace(poutine.replay(model, trace=replay_trace)).get_trace(x, y)
-    log_obs, log_prior = zeros, zeros
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
-            continue
-        lp = _site_log_prob(site, shape)
-        if site["is_observed"]:
-            log_obs = log_obs + lp
-        else:
-            log_prior = log_prior + lp
+    log_obs, log_prior = model_log_terms(model_trace, zeros)
     score = zeros
     if grad:
         fixed = guide_trace
