@@ -125,6 +125,10 @@ def test_zoo_evaluate_with_ais_and_bdmc_records_them(tmp_path, capsys):
     assert "NLL (AIS, T=5)" in text and "NLL (K=20)" in text and "BDMC gap" in text
     points = torch.load(tmp_path / "r" / "eval_points.pt", weights_only=True)
     assert points["ais_log_px"].shape == points["log_px"].shape
+    import zoo
+
+    from_python = zoo.evaluate(out, samples=5, estimator="ais:3", chains=2, leapfrog=2, progress=False)
+    assert from_python["ais"]["steps"] == 3 and "bdmc" not in from_python["ais"]
 
 
 @pytest.mark.parametrize("argv, fragment", [
