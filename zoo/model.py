@@ -46,6 +46,9 @@ class ZooModel(nn.Module):
     traced_at_build = True
     #: hidden widths of the default encoder a guide puts on vector data
     encoder_hidden = (400,)
+    #: True for an implicit generator (GANs: x = G(z), the site "x" a point mass with no density): it samples like any
+    #: model, but has no log p(x), so likelihood objectives and the importance-sampled NLL refuse it in one line
+    implicit = False
 
     def __init__(self, data_dim: int, image_shape: Optional[Tuple[int, int, int]] = None):
         super().__init__()
