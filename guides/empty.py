@@ -21,7 +21,7 @@ class EmptyGuide(nn.Module):
     def __init__(self, model):
         super().__init__()
         sites = model.latent_sites()
-        if sites:
+        if sites and not getattr(model, "implicit", False):  # an implicit generator's noise is not inferred
             raise ConfigError(f"guide none is for models without latent variables, but model {type(model).__name__} "
                               f"has {', '.join(s.name for s in sites)}; choose a guide such as diagonal")
 

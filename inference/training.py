@@ -10,7 +10,7 @@ step and resumed from its last checkpoint ends with exactly the parameters of an
 """
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Optional
 
 import pyro
@@ -26,7 +26,7 @@ from zoo.networks.precision import PRECISIONS, autocast
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: Optional[float] = None  # None: the objective's default (adversarial objectives), else 1e-3
     seed: int = 0
     beta: float = 1.0  # KL weight (beta-VAE when > 1)
     warmup: int = 0  # epochs of linear KL warm-up 0 -> beta
@@ -36,6 +36,11 @@ class TrainConfig:
     progress: bool = True
     validate: bool = False  # Pyro's argument validation (slow; tests turn it on)
     precision: str = "fp32"  # "bf16": autocast the networks to bfloat16; log-densities stay float32
+    # two-player (adversarial) training only; None: the objective's default (inference/adversarial.py)
+    critic: Optional[str] = None  # the critic's spec (--critic mlp|dcgan|module:attr)
+    critic_steps: Optional[int] = None  # critic updates per generator update
+    critic_lr: Optional[float] = None  # the critic's Adam learning rate (default: lr)
+    betas: Optional[tuple] = None  # Adam's (beta1, beta2) for both players
 
 
 DATA_SCALE_WARNING = 1e6  # |x| above this: a divergence is blamed on the data's scale
@@ -55,24 +60,27 @@ def unique_parameters(*modules):
     return params
 
 
-def make_optimizer(params, lr):
+def make_optimizer(params, lr, betas=(0.9, 0.999)):
+    betas = tuple(betas)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     except (RuntimeError, TypeError):  # fused kernels unavailable for this device/dtype
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
 class Trainer:
     def __init__(self, model, guide, objective, data, config: TrainConfig, run_dir: str, model_name: str = "",
                  run_config: Optional[dict] = None):
+        if config.lr is None:
+            config = replace(config, lr=getattr(objective, "lr", None) or 1e-3)
         self.model, self.guide, self.objective, self.data = model, guide, objective, data
         self.config, self.run_dir, self.model_name = config, run_dir, model_name
         self.run_config = run_config or {}
         self.params = unique_parameters(model, guide)
-        self.optimizer = make_optimizer(self.params, config.lr)
+        self.optimizer = make_optimizer(self.params, config.lr, config.betas or (0.9, 0.999))
         self.dist = ddp.current()
         self.device = data.train.x.device
-        self.loss_module = ddp.wrap(model, guide, objective, self.dist, self.device)
+        self.loss_module = self._make_loss_module()
         if config.precision not in PRECISIONS:
             from zoo.errors import ConfigError
 
@@ -97,6 +105,32 @@ class Trainer:
                          "bad_epochs": 0, "epoch_loss_sum": 0.0, "epoch_seconds": 0.0, "finished": False,
                          "stopped_early": False}
 
+    def _make_loss_module(self):
+        return ddp.wrap(self.model, self.guide, self.objective, self.dist, self.device)
+
+    # ------------------------------------------------------------------------- hooks of two-player training
+    # (inference/adversarial_training.py): no-ops here, so the single-player step stays what it was
+    def _begin_epoch(self):
+        """Restore the epoch's running sums beyond the loss (resumed mid-epoch: from the checkpoint's progress)."""
+
+    def _partial_sums(self):
+        """Store the running sums beyond the loss in the progress before a mid-epoch checkpoint."""
+
+    def _epoch_extras(self, seen: int) -> dict:
+        """Per-epoch values beyond the loss for metrics.jsonl, at the epoch's end (a collective under DDP)."""
+        return {}
+
+    def _display_extras(self, seen: int) -> dict:
+        """This rank's running values beyond the loss, for the progress bar (formatted strings)."""
+        return {}
+
+    def _extra_state(self) -> dict:
+        """State beyond model, guide and optimizer for the checkpoint."""
+        return {}
+
+    def _load_extra_state(self, state: dict):
+        """Load what :meth:`_extra_state` saved."""
+
     # ----------------------------------------------------------------------------------------------- state
     def kl_weight(self, epoch: int, step: int) -> float:
         c = self.config
@@ -110,14 +144,16 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {"format": ckpt.FORMAT, "model_name": self.model_name, "config": self.run_config,
                 "model": self.model.state_dict(), "guide": self.guide.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "rng": rng, "progress": dict(self.progress)}
+                "optimizer": self.optimizer.state_dict(), "rng": rng, "progress": dict(self.progress),
+                **self._extra_state()}
 
     def _state_is_finite(self) -> bool:
         """Whether every weight and every optimizer statistic is finite: checked before each write (one host sync
         per checkpoint, never per step), so no file ever holds a NaN or an infinity."""
-        tensors = list(self.params)
-        for per_param in self.optimizer.state.values():
-            tensors += [v for v in per_param.values() if torch.is_tensor(v) and v.is_floating_point()]
+        tensors = list(self.params) + list(getattr(self, "extra_params", []))
+        for optimizer in [self.optimizer] + list(getattr(self, "extra_optimizers", [])):
+            for per_param in optimizer.state.values():
+                tensors += [v for v in per_param.values() if torch.is_tensor(v) and v.is_floating_point()]
         if not tensors:
             return True
         return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
@@ -138,7 +174,10 @@ class Trainer:
             self._diverged(self.progress["epoch"], "the weights are not finite after the last step")
         ckpt.save_atomic({"format": ckpt.FORMAT, "model_name": self.model_name, "config": self.run_config,
                           "model": self.model.state_dict(), "guide": self.guide.state_dict(),
-                          "epoch": self.progress["epoch"]}, rd.path(self.run_dir, rd.BEST))
+                          "epoch": self.progress["epoch"], **self._best_extra()}, rd.path(self.run_dir, rd.BEST))
+
+    def _best_extra(self) -> dict:
+        return {}
 
     def load_checkpoint(self):
         from zoo.errors import RunDirError
@@ -151,6 +190,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             ranks = state["rng"].get("torch_ranks") or [state["rng"]["torch"]]
             progress = dict(state["progress"])
+            self._load_extra_state(state)
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise RunDirError(f"{path} does not fit the model that {rd.CONFIG} describes ({first}); the config or the "
@@ -238,6 +278,16 @@ class Trainer:
     def _autocast(self):
         return autocast(self.config.precision, self.device.type)
 
+    def train_step(self, xb, yb, epoch: int, step: int) -> torch.Tensor:
+        """One optimizer step on a mini-batch; returns the batch's summed loss (detached, not synchronised)."""
+        self.objective.kl_weight = self.kl_weight(epoch, step)
+        with self._autocast():
+            loss = self.loss_module(xb, yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss / xb.shape[0]).backward()
+        self.optimizer.step()
+        return loss.detach()
+
     def fit(self, resume: bool = False, on_step: Optional[Callable[[int], None]] = None) -> dict:
         c = self.config
         pyro.enable_validation(c.validate)
@@ -263,6 +313,7 @@ class Trainer:
                 x_epoch = self.data.train_epoch_x(epoch)
                 perm = torch.randperm(len(train), generator=_epoch_generator(c.seed, epoch)).to(device)
                 epoch_sum = torch.tensor(p["epoch_loss_sum"], dtype=torch.float64, device=device)
+                self._begin_epoch()
                 t0 = time.perf_counter() - p["epoch_seconds"]
                 if bar is not None:
                     bar.reset(total=self.steps_per_epoch)
@@ -275,25 +326,21 @@ class Trainer:
                     idx = ddp.shard(perm[step * self.global_batch:(step + 1) * self.global_batch], self.dist)
                     xb = x_epoch[idx]
                     yb = None if train.y is None else train.y[idx]
-                    self.objective.kl_weight = self.kl_weight(epoch, step)
-                    with self._autocast():
-                        loss = self.loss_module(xb, yb)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    (loss / idx.shape[0]).backward()
-                    self.optimizer.step()
-                    epoch_sum += loss.detach()
+                    epoch_sum += self.train_step(xb, yb, epoch, step)
                     p["step"], p["global_step"] = step + 1, p["global_step"] + 1
                     if bar is not None:
                         bar.update(1)
                         if (step + 1) % display_every == 0:  # one host sync per display, not per step
                             seen = min((step + 1) * c.batch_size, len(train))
-                            bar.set_postfix(loss=f"{float(epoch_sum) / seen:.2f}", refresh=False)
+                            bar.set_postfix(loss=f"{float(epoch_sum) / seen:.2f}", refresh=False,
+                                            **self._display_extras(seen))
                     if c.checkpoint_every and p["global_step"] % c.checkpoint_every == 0 and step + 1 < self.steps_per_epoch:
                         # the ranks' mean: after a resume every rank restarts from it, and the epoch-end sum over
                         # ranks is then the uninterrupted run's
                         partial = float(ddp.all_reduce_mean(epoch_sum, self.dist))
                         self._check_finite(partial, epoch, f"the training loss up to step {step + 1}")
                         p["epoch_loss_sum"], p["epoch_seconds"] = partial, time.perf_counter() - t0
+                        self._partial_sums()
                         self.save_checkpoint()
                     if on_step is not None:
                         on_step(p["global_step"])
@@ -309,6 +356,7 @@ class Trainer:
                 row = {"epoch": epoch, "train_loss": epoch_sum / seen, "valid_loss": valid,
                        "kl_weight": self.objective.kl_weight, "seconds": seconds,
                        "valid_seconds": time.perf_counter() - t1, "step": p["global_step"]}
+                row.update(self._epoch_extras(seen))
                 row.update(self.epoch_metrics())
                 warmed_up = c.warmup <= 0 or epoch + 1 >= c.warmup
                 if valid < p["best_valid"] or p["best_epoch"] < 0:

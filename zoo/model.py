@@ -238,6 +238,8 @@ class TracedModel(ZooModel):
             self.make_encoder = program.make_encoder
         if hasattr(program, "max_plate_nesting"):
             self.max_plate_nesting = program.max_plate_nesting
+        if getattr(program, "implicit", False):  # x = G(z) observed as a point mass: adversarial objectives only
+            self.implicit = True
 
     def display_name(self) -> str:
         return self._name

@@ -104,6 +104,10 @@ class Registry:
     def build(self, spec: str, *args, **kwargs):
         """Call the factory of ``spec``; the ``:ARG`` part, if any, comes first."""
         entry, arg = self.lookup(spec)
+        if arg is not None and entry.meta.get("text_arg"):  # the factory parses and checks its own argument
+            return entry.factory(arg, *args, **kwargs)
+        if arg is None and entry.meta.get("optional_arg"):
+            return entry.factory(*args, **kwargs)
         if arg is not None:
             if entry.arg is None:
                 raise ConfigError(f"{self.kind} {entry.name!r} takes no ':' argument, got {spec!r}")
@@ -114,7 +118,7 @@ class Registry:
             return entry.factory(value, *args, **kwargs)
         if entry.arg is not None:
             raise ConfigError(f"{self.kind} {entry.name!r} needs its {entry.arg}: write {entry.name}:{entry.arg} "
-                              f"(e.g. {entry.name}:4)")
+                              f"(e.g. {entry.name}:{entry.meta.get('example', 4)})")
         return entry.factory(*args, **kwargs)
 
 

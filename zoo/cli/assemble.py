@@ -24,6 +24,7 @@ class Components:
     data: Any
     device: torch.device
     config: dict
+    critic: Any = None  # adversarial objectives only (zoo/critics.py)
 
 
 def register_all():
@@ -204,13 +205,44 @@ def build_components(config: dict, device: Optional[torch.device] = None, data=N
     objective = objects.get("objective") or build_objective(config["objective"])
     model.to(device)
     guide.to(device)
-    check_guide_matches(model, guide, example_x, example_y)
+    critic = build_critic_for(model, objective, data, config, objects)
+    if critic is not None:
+        critic.to(device)
+    if not model.implicit:  # an implicit generator's noise is drawn from p(z) in training and sampling: no posterior
+        check_guide_matches(model, guide, example_x, example_y)
     for part in model.modules():  # parts that start from the data (the VampPrior's pseudo-inputs: training points)
         if hasattr(part, "init_from_data"):
             part.init_from_data(data.train.x)
     if model.declares_latents():  # pyro.params of a hand-declared model (its guide bound first: the VampPrior)
         model.prepare(example_x, example_y)
-    return Components(model, guide, objective, data, device, config)
+    return Components(model, guide, objective, data, device, config, critic)
+
+
+def build_critic_for(model, objective, data, config: dict, objects=None):
+    """The critic of an adversarial objective (``config["train"]["critic"]``, default by the data's shape), after
+    checking that model and objective fit: a likelihood objective refuses an implicit model, an adversarial one a
+    model it cannot sample differentiably. None for likelihood objectives."""
+    from inference.adversarial import check_can_sample, is_adversarial
+    from zoo.critics import build_critic, default_critic
+
+    spec = config.get("train", {}).get("critic")
+    if not is_adversarial(objective):
+        if model.implicit:
+            from inference.objectives import OBJECTIVES
+
+            adversarial = ", ".join(e.name + (f":{e.arg}" if e.arg and not e.meta.get("optional_arg") else "")
+                                    for e in OBJECTIVES if e.meta.get("adversarial"))
+            raise ConfigError(f"objective {objective.spec()} needs the density log p(x | ...), but model "
+                              f"{model.display_name()} is an implicit generator (x = G(z), no density); train it with "
+                              f"an adversarial objective: {adversarial}")
+        if spec:
+            raise ConfigError(f"--critic {spec} is for adversarial objectives; objective {objective.spec()} has no "
+                              f"critic: drop it")
+        return None
+    check_can_sample(model, objective, data.valid.x[:2])
+    if objects and "critic" in objects:
+        return objects["critic"]
+    return build_critic(spec or default_critic(data.image_shape), data.dim, data.image_shape)
 
 
 @contextlib.contextmanager

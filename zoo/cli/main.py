@@ -35,6 +35,16 @@ _nonneg_float = _number(float, lambda v: 0 <= v < float("inf"), "a non-negative 
 _seed = _number(int, lambda v: 0 <= v < 2**32, "a seed from 0 to 4294967295")
 
 
+def _betas(text):
+    try:
+        b1, b2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers B1,B2 such as 0.5,0.999, got {text!r}")
+    if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        raise argparse.ArgumentTypeError(f"Adam's betas must lie in [0, 1), got {text!r}")
+    return [b1, b2]
+
+
 def _hidden(text):
     """``400,400`` -> (400, 400); ``0`` or empty -> () (a linear decoder)."""
     try:
@@ -104,7 +114,7 @@ def build_parser():
                    help="a registered likelihood (`zoo list`: bernoulli, gaussian, discretized-logistic, ...) or auto")
     t.add_argument("--sigma", type=_positive_float, default=0.1, help="scale of a fixed Gaussian likelihood")
     t.add_argument("--prior", default="standard")
-    t.add_argument("--latent-dim", type=_positive_int, default=20)
+    t.add_argument("--latent-dim", type=_positive_int, default=None, help="default 20 (gan, dcgan: 64)")
     t.add_argument("--latent-dim1", type=_positive_int, default=None,
                    help="size of the lower layer z1 of a hierarchical model (hvae; default: --latent-dim)")
     t.add_argument("--hidden", type=_hidden, default=None,
@@ -118,7 +128,16 @@ def build_parser():
     t.add_argument("--epochs", type=_positive_int, default=None,
                    help="epochs to train (default 10); with --resume: extend a finished run to this many")
     t.add_argument("--batch-size", type=_positive_int, default=128)
-    t.add_argument("--lr", type=_positive_float, default=1e-3)
+    t.add_argument("--lr", type=_positive_float, default=None,
+                   help="Adam's learning rate (default 1e-3; adversarial objectives: theirs, 2e-4 or 1e-4 for wgan-gp)")
+    t.add_argument("--critic", default=None,
+                   help="adversarial objectives: the critic (`zoo list`: mlp, dcgan; default dcgan for images, mlp "
+                        "otherwise) or your own as module:attr")
+    t.add_argument("--critic-steps", type=_positive_int, default=None,
+                   help="adversarial objectives: critic updates per generator update (default 1; 5 for wgan-gp)")
+    t.add_argument("--critic-lr", type=_positive_float, default=None, help="the critic's learning rate (default --lr)")
+    t.add_argument("--betas", type=_betas, default=None, metavar="B1,B2",
+                   help="Adam's betas (default 0.9,0.999; adversarial objectives: 0.5,0.999, wgan-gp 0,0.9)")
     t.add_argument("--beta", type=_positive_float, default=1.0, help="KL weight (beta-VAE when > 1)")
     t.add_argument("--warmup", type=_nonneg_int, default=0, help="epochs of linear KL warm-up")
     t.add_argument("--patience", type=_positive_int, default=None, help="early stopping patience in epochs")
@@ -189,10 +208,12 @@ def cmd_list(args):
     from zoo.likelihoods import LIKELIHOODS
     from zoo.model import MODELS
     from zoo.priors import PRIORS
+    from zoo.critics import CRITICS
 
     register_all()
     for title, registry in (("models", MODELS), ("guides", GUIDES), ("objectives", OBJECTIVES),
-                            ("priors", PRIORS), ("likelihoods", LIKELIHOODS), ("data sets", DATASETS)):
+                            ("critics", CRITICS), ("priors", PRIORS), ("likelihoods", LIKELIHOODS),
+                            ("data sets", DATASETS)):
         print(f"{title}:")
         for entry in registry:
             name = entry.name + (f":{entry.arg}" if entry.arg else "")
@@ -253,7 +274,9 @@ def cmd_train(args):
         train = TrainConfig(epochs=args.epochs or 10, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             beta=args.beta, warmup=args.warmup, patience=args.patience,
                             checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                            precision=args.precision)
+                            precision=args.precision, critic=args.critic and canonical(args.critic),
+                            critic_steps=args.critic_steps, critic_lr=args.critic_lr, betas=args.betas)
+        args.latent_dim = args.latent_dim or model_default(args.model, "latent_dim", 20)
         hidden = args.hidden if args.hidden is not None else model_default(args.model, "hidden", (400,))
         args.binarize = args.binarize or model_default(args.model, "binarize", None)  # flow models: none
         options = {"latent_dim": args.latent_dim, "hidden": None if hidden is None else list(hidden),

@@ -66,14 +66,21 @@ def _train_run(config: dict, out: str, resume: bool, on_step, progress, objects)
     comps.model.check_data(data.valid.x, "the validation split")
     train_cfg = TrainConfig(**{**config["train"], "progress": progress and config["train"].get("progress", True)})
     config["num_parameters"] = sum(p.numel() for p in unique_parameters(comps.model, comps.guide))
+    if comps.critic is not None:
+        config["critic_parameters"] = sum(p.numel() for p in comps.critic.parameters())
     config["data"]["info"] = {"train": len(data.train), "valid": len(data.valid), "test": len(data.test),
                               "dim": data.dim, "image_shape": data.image_shape, **data.info}
     from inference.distributed import current
 
     if not resume and current().is_main:
         rd.write_json_atomic(config, rd.path(out, rd.CONFIG))
-    trainer = Trainer(comps.model, comps.guide, comps.objective, data, train_cfg, out,
-                      model_name=config["model"]["name"], run_config=json.loads(json.dumps(config)))
+    trainer_class, extra = Trainer, {}
+    if comps.critic is not None:
+        from inference.adversarial_training import AdversarialTrainer
+
+        trainer_class, extra = AdversarialTrainer, {"critic": comps.critic}
+    trainer = trainer_class(comps.model, comps.guide, comps.objective, data, train_cfg, out,
+                            model_name=config["model"]["name"], run_config=json.loads(json.dumps(config)), **extra)
     t0 = time.perf_counter()
     progress_state = trainer.fit(resume=resume, on_step=on_step)
     stage = semi_supervised.after_training(comps, out)  # M1: the classifier on posterior means
