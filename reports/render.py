@@ -99,6 +99,15 @@ def to_html(report) -> str:
                  "<figcaption>Loss per epoch of every run: training (solid), validation (dashed); for models that classify "
                  "(m2, m1+m2), the test error of each epoch (dotted, right axis), recorded to be seen, never used to "
                  "choose the checkpoint.</figcaption></figure>")
+    if report.players:
+        p.append("<h2>Adversarial training</h2>")
+        p.append(f"<figure><img src=\"{_e(report.players)}\" alt=\"both players' losses\">"
+                 "<figcaption>Two-player runs, per epoch. Left: the critic's loss (solid) and the generator's loss "
+                 "(dashed), means over each player's steps. Right: the critic's estimate of the divergence between data "
+                 "and samples (the objective's: 2 JSD for gan and gan-ns, the f-divergence bound for fgan, the W1 "
+                 "estimate for wgan-gp) on the training batches (solid) and the validation split (dashed); the lowest "
+                 "validation estimate chooses the checkpoint. Not comparable across objectives, nor with the "
+                 "likelihood runs' nats.</figcaption></figure>")
 
     for s in report.runs:
         cfg = s.config
@@ -160,6 +169,9 @@ def to_markdown(report) -> str:
             m += [s.match.reason, ""]
     if report.curves:
         m += ["## Training curves", "", f"![training (solid) and validation (dashed) loss]({report.curves})", ""]
+    if report.players:
+        m += ["## Adversarial training", "", f"![critic and generator losses; the critic's divergence estimate]"
+              f"({report.players})", ""]
     for s in report.runs:
         cfg = s.config
         m += [f"## {s.name}", "",

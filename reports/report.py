@@ -55,6 +55,7 @@ class Report:
     protocol: List[str]
     warnings: List[str]
     curves: Optional[str]
+    players: Optional[str] = None  # adversarial runs: both players' losses (reports/adversarial_figures.py)
     html_path: str = ""
     md_path: str = ""
 
@@ -270,12 +271,18 @@ def _build_report(run_dirs, out, samples, title, reevaluate, device, progress, l
     if not sections:
         raise failed[0]
     table = build_table(records)
-    curves = "curves.png"
-    if not figures.curves_figure({s.name: s.metrics for s in sections}, os.path.join(out, curves)):
+    from reports.adversarial_figures import is_adversarial_run, players_figure
+
+    curves, players = "curves.png", "players.png"
+    likelihood_runs = {s.name: s.metrics for s in sections if not is_adversarial_run(s.metrics)}
+    if not likelihood_runs or not figures.curves_figure(likelihood_runs, os.path.join(out, curves)):
         curves = None
+    if not players_figure({s.name: s.metrics for s in sections}, os.path.join(out, players)):
+        players = None
     report = Report(out=out, title=title or f"Zoo report: {', '.join(names)}",
                     generated=datetime.datetime.now().isoformat(timespec="seconds"), runs=sections, table=table,
-                    display=display_table(table), protocol=protocol_lines(table), warnings=warnings, curves=curves)
+                    display=display_table(table), protocol=protocol_lines(table), warnings=warnings, curves=curves,
+                    players=players)
     report.html_path = os.path.join(out, "index.html")
     report.md_path = os.path.join(out, "report.md")
     write_text(report.html_path, render.to_html(report))

@@ -275,6 +275,11 @@ def test_a_users_implicit_pyro_model_trains_adversarially(tmp_path, capsys):
                                                 "adversarial objective: fgan:NAME, gan, gan-ns, wgan-gp"),
     (["--model", "vae", "--objective", "gan-ns", "--binarize", "dynamic"], "cannot be sampled differentiably"),
     (["--model", "gan", "--objective", "wgan-gp:-1"], "LAMBDA must be a number >= 0"),
+    (["--model", "gan", "--objective", "fgan:nosuch"], "unknown f-divergence 'nosuch'; choose one of: alpha:A, gan, "
+                                                       "jeffrey, jensen-shannon, jensen-shannon-weighted:PI, kl"),
+    (["--model", "gan", "--objective", "fgan:alpha:1"], "undefined at A = 1; its limit there is KL(P||Q): use kl"),
+    (["--model", "gan", "--objective", "fgan:jensen-shannon-weighted:2"], "PI must lie strictly between 0 and 1"),
+    (["--model", "gan", "--objective", "fgan"], "needs its NAME: write fgan:NAME (e.g. fgan:kl)"),
     (["--model", "vae", "--critic", "mlp"], "--critic mlp is for adversarial objectives"),
     (["--model", "gan", "--critic", "nosuch"], "unknown critic 'nosuch'; choose one of: dcgan, mlp"),
     (["--model", "gan", "--betas", "0.5"], "expected two numbers B1,B2"),
