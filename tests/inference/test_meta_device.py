@@ -46,6 +46,9 @@ def test_every_model_trains_on_the_meta_device(name):
                          device="cpu")
     comps = build_components(config, torch.device("cpu"))
     x = comps.data.train.x[:6]
+    if comps.critic is not None:  # implicit generators: their default objective is adversarial
+        _two_players_on_meta(comps.model, comps.critic, comps.objective, x)
+        return
     comps.objective.loss(comps.model, comps.guide, x, None)  # data-dependent initialisation (actnorm) on real data
     loss, grads = _on_meta(comps.model, comps.guide, comps.objective, x)
     assert loss.device.type == "meta" and loss.shape == ()
@@ -63,3 +66,32 @@ def test_every_posterior_guide_trains_on_the_meta_device(guide, objective):
     assert loss.device.type == "meta"
     assert len(grads) == len(list(model.parameters()) + list(g.parameters()))
     assert all(gr.device.type == "meta" for gr in grads)
+
+
+def _two_players_on_meta(model, critic, objective, x):
+    """Both players' steps of inference/adversarial_training.py on the meta device: the critic's loss (WGAN-GP's
+    gradient penalty included) and the generator's, each with gradients for its own parameters."""
+    from inference.adversarial import model_samples
+
+    model.to("meta"), critic.to("meta")
+    x = x.to("meta")
+    with torch.no_grad():
+        fake = model_samples(model, x.shape[0], x)
+    critic_loss, estimate = objective.critic_terms(critic, x, fake)
+    critic_loss.backward()
+    assert critic_loss.device.type == "meta" and estimate.device.type == "meta"
+    assert all(p.grad is not None and p.grad.device.type == "meta" for p in critic.parameters())
+    generator_loss = objective.generator_loss(critic(model_samples(model, x.shape[0], x)))
+    generator_loss.backward()
+    assert all(p.grad is not None and p.grad.device.type == "meta" for p in model.parameters())
+
+
+@pytest.mark.parametrize("objective", ["gan", "gan-ns", "fgan:kl", "fgan:jeffrey", "fgan:alpha:0.5", "wgan-gp"])
+@pytest.mark.parametrize("model", ["gan", "dcgan"])
+def test_every_adversarial_objective_steps_both_players_on_the_meta_device(model, objective):
+    pyro.enable_validation(False)
+    config = make_config(model, "none", objective, "mnist5k", "none", {"latent_dim": 4, "hidden": [16]},
+                         TrainConfig(epochs=1, critic="mlp" if model == "gan" else None), device="cpu")
+    comps = build_components(config, torch.device("cpu"))
+    comps.model.train()
+    _two_players_on_meta(comps.model, comps.critic, comps.objective, comps.data.train.x[:6])
