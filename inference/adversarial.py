@@ -63,10 +63,36 @@ def check_can_sample(model, objective, like: torch.Tensor):
 
 
 class AdversarialObjective(Objective):
-    """Base of the two-player objectives: losses from the critic's raw outputs (means over the batch)."""
+    """Base of the two-player objectives: losses from the critic's raw outputs (means over the batch).
+
+    The two-player loop calls :meth:`critic_step` and :meth:`generator_step` with the model, the guide, the critic and
+    a mini-batch of data; here they compare data with the model's samples, and hybrids (AAE, AVB, InfoGAN, Flow-GAN,
+    VAE-GAN) override them (a critic on latents, a likelihood term beside the adversarial one). :attr:`critic_space`
+    says what the critic sees: ``"data"`` (x), ``"latent"`` (z) or ``"joint"`` ((x, z) concatenated)."""
 
     adversarial = True
+    critic_space = "data"
     lr, betas, critic_steps = GAN_DEFAULTS["lr"], GAN_DEFAULTS["betas"], GAN_DEFAULTS["critic_steps"]
+
+    def check(self, model, guide, like: torch.Tensor):
+        """Refuse, in one line, a model (and guide) this objective cannot train; called once at build time."""
+        check_can_sample(model, self, like)
+
+    def critic_step(self, model, guide, critic, x):
+        """(the critic's loss, the divergence estimate) on data x against as many fresh samples (not differentiated
+        through the model)."""
+        with torch.no_grad():
+            fake = model_samples(model, x.shape[0], x)
+        return self.critic_terms(critic, x, fake)
+
+    def generator_step(self, model, guide, critic, x):
+        """The loss the model (and guide) minimise on this mini-batch, the critic held fixed."""
+        return self.generator_loss(critic(model_samples(model, x.shape[0], x)))
+
+    @torch.no_grad()
+    def validation_estimate(self, model, guide, critic, x):
+        """The divergence estimate on held-out data x (the validation loss: lower is better; no regulariser)."""
+        return self.divergence_estimate(critic(x), critic(model_samples(model, x.shape[0], x)))
 
     def critic_terms(self, critic, x_real: torch.Tensor, x_fake: torch.Tensor):
         """(the critic's loss, the divergence estimate, detached) on a batch of data and one of samples."""

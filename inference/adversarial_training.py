@@ -31,31 +31,33 @@ import torch
 from torch import nn
 
 from inference import distributed as ddp
-from inference.adversarial import model_samples
 from inference.training import Trainer, make_optimizer
 
 
 class CriticLoss(nn.Module):
-    """The critic's loss and divergence estimate on (real, generated) points: an nn.Module over the critic alone."""
+    """The critic's loss and divergence estimate on a mini-batch: an nn.Module over the critic alone (model and guide
+    held outside, so DDP averages the critic's gradients only)."""
 
-    def __init__(self, critic, objective):
+    def __init__(self, model, guide, critic, objective):
         super().__init__()
         self.critic, self.objective = critic, objective
+        self._generator = (model, guide)
 
-    def forward(self, x_real, x_fake):
-        return self.objective.critic_terms(self.critic, x_real, x_fake)
+    def forward(self, x):
+        model, guide = self._generator
+        return self.objective.critic_step(model, guide, self.critic, x)
 
 
 class GeneratorLoss(nn.Module):
-    """The generator's loss on n fresh samples: an nn.Module over the model (and guide), the critic held outside."""
+    """The generator's loss on a mini-batch: an nn.Module over the model and guide, the critic held outside."""
 
     def __init__(self, model, guide, critic, objective):
         super().__init__()
         self.model, self.guide, self.objective = model, guide, objective
         self._critic = (critic,)  # not a submodule: DDP averages the generator's gradients only
 
-    def forward(self, n: int, like: torch.Tensor):
-        return self.objective.generator_loss(self._critic[0](model_samples(self.model, n, like)))
+    def forward(self, x):
+        return self.objective.generator_step(self.model, self.guide, self._critic[0], x)
 
 
 def _wrap(module, info, device):
@@ -85,16 +87,15 @@ class AdversarialTrainer(Trainer):
         self._sums = None
 
     def _make_loss_module(self):
-        self.critic_module = _wrap(CriticLoss(self.critic, self.objective), self.dist, self.device)
+        self.critic_module = _wrap(CriticLoss(self.model, self.guide, self.critic, self.objective), self.dist,
+                                   self.device)
         return _wrap(GeneratorLoss(self.model, self.guide, self.critic, self.objective), self.dist, self.device)
 
     # ------------------------------------------------------------------------------------------- the step
     def train_step(self, xb, yb, epoch, step):
         n = xb.shape[0]
-        with torch.no_grad(), self._autocast():
-            fake = model_samples(self.model, n, xb)
         with self._autocast():
-            critic_loss, estimate = self.critic_module(xb, fake)
+            critic_loss, estimate = self.critic_module(xb)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
@@ -106,7 +107,7 @@ class AdversarialTrainer(Trainer):
                 p.requires_grad_(False)
             try:
                 with self._autocast():
-                    generator_loss = self.loss_module(n, xb)
+                    generator_loss = self.loss_module(xb)
                 self.optimizer.zero_grad(set_to_none=True)
                 generator_loss.backward()
                 self.optimizer.step()
@@ -123,9 +124,8 @@ class AdversarialTrainer(Trainer):
         for start in range(0, len(split), self.config.valid_batch_size):
             xb = split.x[start:start + self.config.valid_batch_size]
             with self._autocast():
-                fake = model_samples(self.model, xb.shape[0], xb)
-                v_p, v_q = self.critic(xb), self.critic(fake)
-                total = total + self.objective.divergence_estimate(v_p, v_q).double() * xb.shape[0]
+                estimate = self.objective.validation_estimate(self.model, self.guide, self.critic, xb)
+                total = total + estimate.double() * xb.shape[0]
         total = ddp.all_reduce_mean(torch.as_tensor(total, dtype=torch.float64, device=self.device), self.dist)
         return float(total) / len(split)
 

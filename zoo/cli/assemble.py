@@ -205,7 +205,7 @@ def build_components(config: dict, device: Optional[torch.device] = None, data=N
     objective = objects.get("objective") or build_objective(config["objective"])
     model.to(device)
     guide.to(device)
-    critic = build_critic_for(model, objective, data, config, objects)
+    critic = build_critic_for(model, guide, objective, data, config, objects)
     if critic is not None:
         critic.to(device)
     if not model.implicit:  # an implicit generator's noise is drawn from p(z) in training and sampling: no posterior
@@ -218,11 +218,11 @@ def build_components(config: dict, device: Optional[torch.device] = None, data=N
     return Components(model, guide, objective, data, device, config, critic)
 
 
-def build_critic_for(model, objective, data, config: dict, objects=None):
+def build_critic_for(model, guide, objective, data, config: dict, objects=None):
     """The critic of an adversarial objective (``config["train"]["critic"]``, default by the data's shape), after
     checking that model and objective fit: a likelihood objective refuses an implicit model, an adversarial one a
     model it cannot sample differentiably. None for likelihood objectives."""
-    from inference.adversarial import check_can_sample, is_adversarial
+    from inference.adversarial import is_adversarial
     from zoo.critics import build_critic, default_critic
 
     spec = config.get("train", {}).get("critic")
@@ -239,10 +239,14 @@ def build_critic_for(model, objective, data, config: dict, objects=None):
             raise ConfigError(f"--critic {spec} is for adversarial objectives; objective {objective.spec()} has no "
                               f"critic: drop it")
         return None
-    check_can_sample(model, objective, data.valid.x[:2])
+    objective.check(model, guide, data.valid.x[:2])
     if objects and "critic" in objects:
         return objects["critic"]
-    return build_critic(spec or default_critic(data.image_shape), data.dim, data.image_shape)
+    space = getattr(objective, "critic_space", "data")
+    if space == "data":
+        return build_critic(spec or default_critic(data.image_shape), data.dim, data.image_shape)
+    dim = objective.critic_input_dim(model, data)  # latents (AAE) or (x, z) pairs (AVB): flat vectors
+    return build_critic(spec or "mlp", dim, None)
 
 
 @contextlib.contextmanager
