@@ -3,6 +3,21 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _classifier_cache(tmp_path_factory):
+    """The feature classifiers of the sample-quality metrics are cached in one folder per test session (never the
+    user's ~/.cache): each is trained once per session, and tests that need a cold cache set ZOO_CACHE_DIR themselves."""
+    import os
+
+    saved = os.environ.get("ZOO_CACHE_DIR")
+    os.environ["ZOO_CACHE_DIR"] = str(tmp_path_factory.mktemp("zoo-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("ZOO_CACHE_DIR", None)
+    else:
+        os.environ["ZOO_CACHE_DIR"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _fresh_pyro_state():
     """Every test starts with an empty param store, Pyro's argument validation on, and a fixed seed."""

@@ -171,6 +171,9 @@ def build_parser():
     e.add_argument("--bdmc", type=_nonneg_int, default=0, metavar="N",
                    help="with ais:T: bidirectional Monte Carlo on N points simulated from the model (forward and "
                         "reverse AIS bound the exact log p(x); their gap says how far AIS with this T can be off)")
+    e.add_argument("--quality-samples", type=_nonneg_int, default=2000, metavar="N",
+                   help="samples for the sample-quality metrics (FCD, KCD, classifier score, precision/recall through "
+                        "the zoo's own classifier; 0 skips them)")
     e.add_argument("--device", default="auto")
     e.add_argument("--no-progress", action="store_true")
 
@@ -187,6 +190,8 @@ def build_parser():
     r.add_argument("--samples", type=_positive_int, default=5000, help="importance samples K for runs evaluated now")
     r.add_argument("--title", default=None)
     r.add_argument("--reevaluate", action="store_true", help="re-evaluate every run with --samples")
+    r.add_argument("--quality-samples", type=_nonneg_int, default=2000, metavar="N",
+                   help="samples for the sample-quality metrics of runs evaluated now (0 skips them)")
     r.add_argument("--device", default="auto")
     r.add_argument("--no-progress", action="store_true")
 
@@ -342,6 +347,12 @@ def _slug(spec: str) -> str:
 def print_eval(summary: dict, out=None):
     out = out or sys.stdout
     proto = summary["protocol"]
+    if summary.get("implicit"):  # an implicit generator: no density, so no NLL, bound, KL or k-hat
+        print(f"{proto['data']} {proto['split']} split, {proto['num_points']} points, binarization "
+              f"{proto['binarize']}", file=out)
+        print(f"  {'NLL':<18} {'none':>10}  ({summary.get('nll_reason')})", file=out)
+        print_sample_quality(summary, out)
+        return
     if str(proto.get("estimator", "")).startswith("exact"):  # no latent variables: the NLL is exact, no bound, no KL
         rows = [("NLL (exact)", summary["nll"])]
     else:
@@ -369,6 +380,36 @@ def print_eval(summary: dict, out=None):
     share = summary["psis"]["share_khat_above_0.7"]
     if share is not None:
         print(f"  {'PSIS k-hat > 0.7':<18} {100 * share:9.1f}% of points", file=out)
+    print_sample_quality(summary, out)
+
+
+def print_sample_quality(summary: dict, out):
+    """The sample-quality block of ``zoo evaluate``: the run's numbers beside the data's own (the other split)."""
+    q, ref = summary.get("sample_quality"), summary.get("sample_quality_reference")
+    if q is None:
+        if summary.get("sample_quality_reason"):
+            print(f"  sample quality: none ({summary['sample_quality_reason']})", file=out)
+        return
+    c = q["classifier"]
+    print(f"sample quality: {q['num_samples']} samples vs {q['num_real']} {q['real_split']} points, features of the "
+          f"zoo's classifier (v{c['version']}, seed {c['seed']}, {c['inputs']}, test accuracy "
+          f"{100 * c['test_accuracy']:.1f}%); not Inception-based FID/KID/IS", file=out)
+    if ref:
+        print(f"  {'':<24} {'model':>16} {'data (' + str(ref['num_samples']) + ' ' + ref['generated_split'] + ')':>18}",
+              file=out)
+
+    def pm(v):
+        return f"{v['mean']:.4g} +- {v['se']:.2g}"
+
+    rows = [("FCD (zoo classifier)", lambda p: f"{p['frechet_classifier_distance']:.4g}"),
+            ("KCD (zoo classifier)", lambda p: pm(p["kernel_classifier_distance"])),
+            ("classifier score", lambda p: pm(p["classifier_score"])),
+            (f"precision (k={q['precision_recall']['k']})", lambda p: f"{p['precision']:.3f}"),
+            (f"recall (k={q['precision_recall']['k']})", lambda p: f"{p['recall']:.3f}")]
+    for name, fmt in rows:
+        print(f"  {name:<24} {fmt(q):>16} {fmt(ref) if ref else '':>18}", file=out)
+    for note in q.get("notes", []):
+        print(f"  note: {note}", file=out)
 
 
 def cmd_evaluate(args):
@@ -382,7 +423,7 @@ def cmd_evaluate(args):
                                       "bdmc": args.bdmc}
     summary = evaluate_run(args.run_dir, args.samples, args.split, args.batch_size, args.device,
                            progress=not args.no_progress, precision=args.precision,
-                           keep_log_weights=not args.no_log_weights, ais=ais)
+                           keep_log_weights=not args.no_log_weights, ais=ais, quality_samples=args.quality_samples)
     print_eval(summary)
     print(f"wrote {os.path.join(args.run_dir, 'eval.json')}")
     return 0

@@ -90,8 +90,12 @@ def _train_run(config: dict, out: str, resume: bool, on_step, progress, objects)
     return progress_state
 
 
+DEFAULT_QUALITY_SAMPLES = 2000
+
+
 def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", batch_size: int = 100,
-                 device=None, progress=True, keep_log_weights=True, precision="fp32", ais: Optional[dict] = None) -> dict:
+                 device=None, progress=True, keep_log_weights=True, precision="fp32", ais: Optional[dict] = None,
+                 quality_samples: int = DEFAULT_QUALITY_SAMPLES) -> dict:
     """Evaluate the best weights of a run with the zoo's protocol; write eval.json and eval_points.pt.
 
     The two files are one evaluation: eval_points.pt is written first and eval.json last, both carrying the same
@@ -100,18 +104,65 @@ def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", bat
 
     ``ais={"steps": T, "chains": C, "leapfrog": L, "bdmc": N}`` adds annealed importance sampling
     (:mod:`inference.ais`) as ``ais`` beside the importance-sampled ``nll``, and with N > 0 bidirectional Monte Carlo
-    on N simulated points, which says how far AIS with that T can be off."""
+    on N simulated points, which says how far AIS with that T can be off.
+
+    ``quality_samples`` N > 0 adds the sample-quality metrics (:mod:`inference.sample_quality`: N samples against
+    the split's points through the zoo's feature classifier) as ``sample_quality``, and the same metrics of the
+    other real split as ``sample_quality_reference``; where they cannot be computed (no labels, a model that cannot
+    sample) ``sample_quality_reason`` says why. An implicit generator (``model.implicit``: x = G(z), no density)
+    gets no NLL, ELBO or k-hat (``nll`` null and ``nll_reason``), only sample quality."""
+    if quality_samples < 0:
+        raise ConfigError(f"--quality-samples must be 0 (skip) or a positive number of samples, got {quality_samples}")
     rd.read_config(run_dir)  # a missing or damaged run says so before anything is created
     with RunLock(run_dir, "zoo evaluate"):
         return _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, keep_log_weights, precision,
-                             ais)
+                             ais, quality_samples)
+
+
+IMPLICIT_REASON = "implicit generator: x = G(z) has no density"
 
 
 def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, keep_log_weights, precision,
-                  ais=None) -> dict:
+                  ais=None, quality_samples=DEFAULT_QUALITY_SAMPLES) -> dict:
     comps = load_run(run_dir, resolve_device(device or "auto"))
     data_split = getattr(comps.data, split)
     comps.model.check_data(data_split.x, f"the {split} split")
+    if getattr(comps.model, "implicit", False):
+        if ais:
+            raise ConfigError(f"--estimator ais:T estimates log p(x), and this model is an {IMPLICIT_REASON}; "
+                              "evaluate it without --estimator (sample quality only)")
+        summary, points = _implicit_summary(comps, split, data_split, precision)
+    else:
+        summary, points = _likelihood_summary(comps, split, data_split, num_samples, batch_size, progress,
+                                              keep_log_weights, precision, ais)
+    _add_sample_quality(summary, comps, split, quality_samples, progress)
+    metrics = rd.read_metrics(run_dir)
+    summary["train_seconds"] = sum(r.get("seconds", 0.0) for r in metrics)
+    summary["epochs_trained"] = len(metrics)
+    summary["best_epoch"] = min(metrics, key=lambda r: r["valid_loss"])["epoch"] if metrics else None
+    summary["evaluation_id"] = uuid.uuid4().hex
+    if data_split.y is not None:
+        points["labels"] = data_split.y.cpu()
+    points["evaluation_id"] = summary["evaluation_id"]
+    save_atomic(points, rd.path(run_dir, rd.EVAL_POINTS))
+    rd.write_json_atomic(summary, rd.path(run_dir, rd.EVAL))
+    return summary
+
+
+def _implicit_summary(comps, split, data_split, precision):
+    """eval.json of an implicit generator before its sample quality: no likelihood, and the reason."""
+    summary = {"implicit": True, "nll": None, "nll_reason": IMPLICIT_REASON, "neg_elbo": None, "recon": None,
+               "kl": None, "psis": None, "active_units": None, "latent_units": None, "seconds": 0.0,
+               "protocol": {"num_samples": None, "split": split, "num_points": len(data_split),
+                            "binarize": comps.data.binarize, "data": comps.config["data"]["name"],
+                            "weights": "best validation epoch", "estimator": f"none ({IMPLICIT_REASON})",
+                            "precision": precision}}
+    return summary, {}
+
+
+def _likelihood_summary(comps, split, data_split, num_samples, batch_size, progress, keep_log_weights, precision,
+                        ais):
+    """The importance-sampled evaluation (and AIS when asked): eval.json's numbers and eval_points.pt's arrays."""
     exact = bool(getattr(comps.model, "exact_likelihood", False))
     if exact:  # no latent variables (flow models): log w = log p(x) for every sample, one is the exact answer
         num_samples = 1
@@ -127,7 +178,6 @@ def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, kee
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    metrics = rd.read_metrics(run_dir)
     bins = getattr(comps.model, "dequantization_bins", None)
     # bits/dim only where the NLL is a code length: image data under a pmf likelihood (Bernoulli, discretized)
     discrete = comps.model.observed_is_discrete()
@@ -164,19 +214,69 @@ def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, kee
         summary["ais"] = part  # beside the importance-sampled nll (the table's column stays what its label says)
         summary["protocol"]["ais_estimator"] = part["estimator"]
     summary["seconds"] = seconds
-    summary["train_seconds"] = sum(r.get("seconds", 0.0) for r in metrics)
-    summary["epochs_trained"] = len(metrics)
-    summary["best_epoch"] = min(metrics, key=lambda r: r["valid_loss"])["epoch"] if metrics else None
-    summary["evaluation_id"] = uuid.uuid4().hex
     points = {k: torch.as_tensor(v) for k, v in samples.items() if v is not None}
-    if data_split.y is not None:
-        points["labels"] = data_split.y.cpu()
     if ais_log_px is not None:
         points["ais_log_px"] = torch.as_tensor(ais_log_px)
-    points["evaluation_id"] = summary["evaluation_id"]
-    save_atomic(points, rd.path(run_dir, rd.EVAL_POINTS))
-    rd.write_json_atomic(summary, rd.path(run_dir, rd.EVAL))
-    return summary
+    return summary, points
+
+
+def _classifier_data(comps):
+    """The run's data set as grey levels with every label (the classifier binarizes them itself where the run does)."""
+    if comps.data.binarize == "none":
+        return comps.data
+    from zoo.data import load_dataset
+
+    d = comps.config["data"]
+    return load_dataset(d["name"], binarize="none", seed=comps.config["train"]["seed"],
+                        root=d.get("root")).to(comps.device)
+
+
+def _add_sample_quality(summary: dict, comps, split: str, quality_samples: int, progress: bool):
+    """eval.json's ``sample_quality`` and ``sample_quality_reference``, or ``sample_quality_reason``."""
+    import sys
+
+    from inference import feature_classifier as fc
+    from inference import sample_quality as sq
+
+    def skip(reason):
+        summary["sample_quality_reason"] = reason
+
+    if quality_samples == 0:
+        return skip("skipped (--quality-samples 0)")
+    real = getattr(comps.data, split)
+    other_split = "valid" if split == "test" else "test"
+    other = getattr(comps.data, other_split)
+    least = sq.minimum_points()
+    if min(quality_samples, len(real), len(other)) < least:
+        return skip(f"too few points: the metrics need at least {least} samples and {least} points in the "
+                    f"{split} and {other_split} splits ({quality_samples}, {len(real)}, {len(other)})")
+    binarized = comps.data.binarize != "none"
+    name = comps.config["data"]["name"]
+    try:
+        data = _classifier_data(comps)
+        announce = (lambda: print(f"training the zoo's feature classifier for {name} ("
+                                  f"{'binarized' if binarized else 'grey-level'} inputs; cached in {fc.cache_dir()})",
+                                  file=sys.stderr)) if progress else None
+        clf = fc.get_classifier(data, name, binarized, fc.DEFAULT_SEED, device=comps.device, on_train=announce)
+    except fc.NoLabels as e:
+        return skip(str(e))
+    clip = None
+    if comps.data.image_shape is not None and float(real.x.min()) >= 0 and float(real.x.max()) <= 1:
+        clip = (0.0, 1.0)
+    try:
+        part = sq.sample_quality(comps.model, clf, real.x, quality_samples, draw=binarized, clip=clip,
+                                 real_split=split)
+    except Exception as e:  # noqa: BLE001 - a model that cannot sample is said, not a failed evaluation
+        first = str(e).splitlines()[0] if str(e) else ""
+        return skip(f"the model could not be sampled: {type(e).__name__}{': ' + first if first else ''}")
+    info = {k: v for k, v in clf.info.items() if k != "valid_accuracy_per_epoch"}
+    part["classifier"] = info
+    if clf.notes:
+        part["notes"] = list(clf.notes)
+    summary["sample_quality"] = part
+    reference = sq.reference_quality(clf, real.x, other.x, real_split=split, other_split=other_split)
+    reference["classifier"] = {k: info[k] for k in ("name", "version", "seed", "inputs", "test_accuracy")}
+    summary["sample_quality_reference"] = reference
 
 
 def read_eval(run_dir: str):
@@ -185,10 +285,25 @@ def read_eval(run_dir: str):
     if not os.path.exists(p):
         return None
     summary = rd.read_json(p, "re-evaluate the run with `zoo evaluate`")
-    if not isinstance(summary, dict) or not isinstance(summary.get("protocol"), dict) or not all(
-            isinstance(summary.get(k), dict) for k in ("nll", "psis")):
+    if not isinstance(summary, dict) or not isinstance(summary.get("protocol"), dict) or not (all(
+            isinstance(summary.get(k), dict) for k in ("nll", "psis")) or summary.get("implicit") is True):
         raise RunDirError(f"{p} is damaged: it is not the eval.json `zoo evaluate` writes; re-evaluate the run")
+    for key in ("sample_quality", "sample_quality_reference"):
+        if key in summary and not _quality_ok(summary[key]):
+            raise RunDirError(f"{p} is damaged: its {key} is not what `zoo evaluate` writes; re-evaluate the run")
     return summary
+
+
+def _quality_ok(part) -> bool:
+    """eval.json's sample_quality (or its reference) holds the numbers the table and the printout read."""
+    if not isinstance(part, dict) or not isinstance(part.get("classifier"), dict):
+        return False
+    numbers = [part.get("frechet_classifier_distance"), part.get("precision"), part.get("recall"),
+               part.get("num_samples"), part.get("num_real")]
+    pairs = [part.get("kernel_classifier_distance"), part.get("classifier_score")]
+    return (all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers)
+            and all(isinstance(v, dict) and isinstance(v.get("mean"), (int, float))
+                    and isinstance(v.get("se"), (int, float)) for v in pairs))
 
 
 def read_eval_points(run_dir: str, summary: dict):
@@ -201,7 +316,7 @@ def read_eval_points(run_dir: str, summary: dict):
     if points.get("evaluation_id") != summary.get("evaluation_id"):
         raise RunDirError(f"{p} belongs to another evaluation than eval.json (an evaluation was interrupted between "
                           f"its two writes); re-evaluate the run")
-    if not all(torch.is_tensor(points.get(k)) for k in ("log_px", "khat")):
+    if not summary.get("implicit") and not all(torch.is_tensor(points.get(k)) for k in ("log_px", "khat")):
         raise RunDirError(f"{p} is damaged: it lacks the per-point log p(x) and k-hat; re-evaluate the run")
     return {k: v.numpy() for k, v in points.items() if torch.is_tensor(v)}
 
