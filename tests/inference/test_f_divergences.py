@@ -276,6 +276,115 @@ def test_exact_divergence_1d_is_differentiable():
     assert kl.item() == pytest.approx(0.125, rel=1e-9) and g.item() == pytest.approx(0.5, rel=1e-8)
 
 
+# ---------------------------------------------------------------------------------------------------- the estimator
+
+#: every row once, alpha on both sides of 1 (its two activations)
+ELEVEN = ["total-variation", "kl", "reverse-kl", "pearson", "neyman", "squared-hellinger", "jeffrey", "jensen-shannon",
+          "jensen-shannon-weighted:0.3", "gan", "alpha:-0.5", "alpha:2"]
+# P = N(0, 1), Q = N(0.5, 1.1^2): every divergence finite (chi^2 and alpha:-0.5 / alpha:2 need
+# sigma_q^2 / sigma_p^2 in (1/2, 2), and the Monte Carlo variance of the neyman and pearson bounds needs (3/4, 4/3))
+GAUSSIANS = (torch.distributions.Normal(0.0, 1.0), torch.distributions.Normal(0.5, 1.1))
+# P = 0.5 N(-1, 0.8^2) + 0.5 N(1, 0.8^2), Q = N(0, 1): neyman finite as 0.8^2 > 1/2
+MIXTURE = (torch.distributions.MixtureSameFamily(torch.distributions.Categorical(torch.tensor([0.5, 0.5])),
+                                                 torch.distributions.Normal(torch.tensor([-1.0, 1.0]),
+                                                                            torch.tensor([0.8, 0.8]))),
+           torch.distributions.Normal(0.0, 1.0))
+#: the bound may fall short of D_f by this fraction of D_f - f(1), plus 3 Monte Carlo standard errors
+SHORTFALL = 0.05
+#: |T - f'(p/q)| <= T_TOL max(1, |f'(p/q)|) on x in [-1.5, 1.5] (total variation: away from where p = q)
+T_TOL = 0.15
+
+
+def _exact(spec, p, q):
+    as64 = lambda d: lambda x: d.log_prob(x.float()).double()  # noqa: E731 - float32 densities, float64 quadrature
+    return exact_divergence_1d(spec, as64(p), as64(q), -15.0, 15.0, 6001).item()
+
+
+def _train_critic(div, p, q, steps, hidden, batch=1000, lr=0.03, seed=0):
+    """A one-hidden-layer tanh critic on (x, x^2/2) trained by Adam (cosine-decayed) on fresh samples."""
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(2, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
+    critic = lambda x: net(torch.stack([x, x * x / 2], -1)).squeeze(-1)  # noqa: E731
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        loss = div.critic_loss(critic(p.sample((batch,))), critic(q.sample((batch,))))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        decay.step()
+    return critic
+
+
+def _held_out_bound(div, critic, p, q, n=200000, seed=12345):
+    """The bound on n fresh samples of each (drawn under their own seed), and its Monte Carlo standard error."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        a, b = div.activation(critic(p.sample((n,)))), div.f_star_g(critic(q.sample((n,))))
+    return (a.mean() - b.mean()).item(), math.sqrt(a.var().item() / n + b.var().item() / n)
+
+
+def _check_estimate(spec, pair, steps, hidden):
+    div = _div(spec)
+    p, q = pair
+    exact = _exact(spec, p, q)
+    critic = _train_critic(div, p, q, steps, hidden)
+    estimate, se = _held_out_bound(div, critic, p, q)
+    shortfall = SHORTFALL * (exact - div.f_at_one) + 3 * se
+    assert estimate <= exact + 3 * se, (spec, estimate, exact, se)  # a lower bound, up to Monte Carlo error
+    assert estimate >= exact - shortfall, (spec, estimate, exact, se)
+    return div, critic
+
+
+@pytest.mark.parametrize("spec", ELEVEN)
+def test_trained_critic_reaches_the_divergence_between_gaussians(spec):
+    div, critic = _check_estimate(spec, GAUSSIANS, steps=200, hidden=16)
+    # ... and T = g_f(V) approaches the optimal critic f'(p/q) in the central region
+    p, q = GAUSSIANS
+    x = torch.linspace(-1.5, 1.5, 31)
+    with torch.no_grad():
+        t = div.activation(critic(x))
+    u = torch.exp(p.log_prob(x) - q.log_prob(x))
+    t_opt = div.f_prime(u)
+    if spec == "total-variation":  # the optimum jumps between -1/2 and 1/2 where p = q: compare away from there
+        keep = u.log().abs() > 0.3
+        t, t_opt = t[keep], t_opt[keep]
+    assert ((t - t_opt).abs() <= T_TOL * t_opt.abs().clamp(min=1)).all(), (spec, (t - t_opt).abs().max())
+
+
+@pytest.mark.parametrize("spec", ["kl", "neyman", "jeffrey"])
+def test_trained_critic_reaches_the_divergence_of_a_mixture_from_a_gaussian(spec):
+    _check_estimate(spec, MIXTURE, steps=250, hidden=32)
+
+
+def _benchmark():
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "fgan_gaussian_mixture.py")
+    spec = importlib.util.spec_from_file_location("fgan_gaussian_mixture", os.path.abspath(path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: the adversarial fit lands within this distance of the exact minimiser in mu and in sigma
+FIT_TOL = 0.1
+
+
+@pytest.mark.parametrize("spec", ["kl", "reverse-kl"])
+def test_adversarial_gaussian_lands_near_the_exact_minimiser(spec):
+    """The benchmark's two-player loop, shortened: kl covers both modes of 0.3 N(-2.5, .75^2) + 0.7 N(2, .75^2)
+    (moment matching), reverse-kl sits on the heavier one; both near the L-BFGS minimiser of the quadrature D_f."""
+    bench = _benchmark()
+    bench.GRID = 2001
+    mu_star, sigma_star, _ = bench.exact_minimiser(spec, starts=[(0.0, 1.0)])
+    mu, sigma, _ = bench.adversarial_fit(spec, steps=900, batch=256, hidden=32, layers=1, generator_lr=3e-2)
+    if spec == "kl":
+        assert (mu_star, sigma_star) == pytest.approx(bench.mixture_moments(), abs=1e-4)
+        assert sigma > 2.0  # covers both modes
+    else:
+        assert abs(mu_star - 2.0) < 0.1 and sigma_star < 0.8 and sigma < 0.9  # one mode: the heavier
+    assert abs(mu - mu_star) < FIT_TOL and abs(sigma - sigma_star) < FIT_TOL, (mu, sigma, mu_star, sigma_star)
+
+
 # ---------------------------------------------------------------------------------------------------- build_divergence
 
 
