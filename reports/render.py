@@ -54,6 +54,8 @@ def _citations(report):
 def _ours(section) -> str:
     s = section.summary
     proto = s.get("protocol") or {}
+    if not isinstance(s.get("nll"), dict):  # an implicit generator: no likelihood to set beside the paper's
+        return f"this run: no NLL ({s.get('nll_reason', 'not evaluated')})"
     return (f"this run: NLL {s['nll']['mean']:.2f} ± {s['nll']['se']:.2f} (K={proto.get('num_samples')}), "
             f"-ELBO {s['neg_elbo']['mean']:.2f} ± {s['neg_elbo']['se']:.2f}")
 
@@ -74,6 +76,14 @@ def to_html(report) -> str:
              + "<br>".join(_e(line) for line in report.protocol) + "</div>")
     p.append("<div class=\"scroll\">" + report.display.to_html(index=False, table_id="runs", classes="runs", border=0,
                                                                 escape=True) + "</div>")
+    quality = getattr(report, "quality", None)
+    if quality is not None and len(quality):
+        p.append("<h3 id=\"sample-quality\">Sample quality</h3>")
+        if report.quality_caption:
+            p.append("<div class=\"protocol\" id=\"quality-protocol\"><strong>Sample quality.</strong> "
+                     + "<br>".join(_e(line) for line in report.quality_caption) + "</div>")
+        p.append("<div class=\"scroll\">" + quality.to_html(index=False, table_id="quality", classes="runs quality",
+                                                            border=0, escape=True) + "</div>")
 
     p.append("<h2>Published figures</h2>")
     p.append("<p>Papers' numbers from REFERENCES.md for the same experiment (model family, guide, prior, objective "
@@ -155,6 +165,12 @@ def to_markdown(report) -> str:
     m += ["## Results", "", "**Protocol.** " + "  \n".join(report.protocol), ""]
     d = report.display
     m += [md_table(list(d.columns), d.values.tolist()), ""]
+    quality = getattr(report, "quality", None)
+    if quality is not None and len(quality):
+        m += ["### Sample quality", ""]
+        if report.quality_caption:
+            m += ["**Sample quality.** " + "  \n".join(report.quality_caption), ""]
+        m += [md_table(list(quality.columns), quality.values.tolist()), ""]
     m += ["## Published figures", "",
           "Papers' numbers from REFERENCES.md for the same experiment (model family, guide, prior, objective and data "
           "set). Provenance: **seed** = the project's seed slides (authoritative), **repo** = quoted in a public "

@@ -27,7 +27,7 @@ from inference.atomic_write import remove_leftovers, write_text
 from inference.run_lock import RunLock
 from zoo.errors import RunDirError
 from reports import arviz_export, figures, published, render
-from reports.table import build_table, display_table, protocol_lines, run_record
+from reports.table import (build_table, display_table, protocol_lines, quality_caption, quality_table, run_record)
 
 
 @dataclass
@@ -56,6 +56,8 @@ class Report:
     warnings: List[str]
     curves: Optional[str]
     players: Optional[str] = None  # adversarial runs: both players' losses (reports/adversarial_figures.py)
+    quality: Optional[object] = None  # the sample-quality table (pandas DataFrame, formatted), beside the NLL table
+    quality_caption: List[str] = field(default_factory=list)
     html_path: str = ""
     md_path: str = ""
 
@@ -96,7 +98,8 @@ def _latent_names(model):
         return ["?"]
 
 
-def _evaluate(run_dir: str, name: str, samples: int, reevaluate: bool, device, progress, log):
+def _evaluate(run_dir: str, name: str, samples: int, reevaluate: bool, device, progress, log,
+              quality_samples: Optional[int] = None):
     from zoo.cli import runs as zoo_runs  # looked up at call time (tests replace evaluate_run)
 
     notes = []
@@ -110,11 +113,12 @@ def _evaluate(run_dir: str, name: str, samples: int, reevaluate: bool, device, p
         summary = None
     if summary is None or reevaluate:
         log(f"evaluating {run_dir} with K={samples} importance samples per test point")
-        return zoo_runs.evaluate_run(run_dir, samples, device=device, progress=progress), True, notes
+        extra = {} if quality_samples is None else {"quality_samples": quality_samples}
+        return zoo_runs.evaluate_run(run_dir, samples, device=device, progress=progress, **extra), True, notes
     proto = summary.get("protocol") or {}
     k = proto.get("num_samples")
     exact = str(proto.get("estimator", "")).startswith("exact")  # no latents: K does not apply
-    if k != samples and not exact:
+    if k != samples and not exact and not summary.get("implicit"):
         notes.append(f"The cached evaluation of {name} used K={k} importance samples, not the K={samples} asked for; "
                      f"its numbers are shown with K={k}. Run `zoo report --reevaluate --samples {samples}` to "
                      f"re-evaluate it with K={samples}.")
@@ -137,8 +141,13 @@ def _run_figures(section: RunSection, out_dir: str, points: Optional[dict], devi
 
     comps = _attempt(section, "the model (for samples, reconstructions and interpolations)",
                      lambda: load_run(section.run_dir, resolve_device(device or "auto")), log)
-    has_latents = comps is None or bool(_latent_names(comps.model))
-    if comps is not None and not has_latents:
+    implicit = section.summary.get("implicit") is True
+    has_latents = comps is None or bool(_latent_names(comps.model)) and not implicit
+    if implicit:
+        section.notes.append("An implicit generator (x = G(z)) has no density and no encoder: reconstructions, "
+                             "interpolations of posterior means, the latent space and the per-point NLL and k-hat do "
+                             "not apply; see its sample quality.")
+    elif comps is not None and not has_latents:
         section.notes.append("The model has no latent variables: reconstructions, interpolations and the latent space "
                              "do not apply.")
     if comps is not None and comps.data.image_shape is None:
@@ -149,7 +158,7 @@ def _run_figures(section: RunSection, out_dir: str, points: Optional[dict], devi
         if _attempt(section, "samples", lambda: figures.samples_figure(comps.model, test.x, shape,
                                                                        path("samples.png")), log):
             section.figures.append((rel("samples.png"), "Samples from the model" + (
-                ": E[x|z], z ~ p(z)" if has_latents else "")))
+                ": E[x|z], z ~ p(z)" if has_latents else ": x = G(z), z ~ p(z)" if implicit else "")))
         if has_latents:
             chosen = torch.linspace(0, len(test) - 1, min(32, len(test))).round().long().to(test.x.device)
             if _attempt(section, "reconstructions", lambda: figures.reconstructions_figure(
@@ -169,9 +178,10 @@ def _run_figures(section: RunSection, out_dir: str, points: Optional[dict], devi
                                         f"Interpolations: linear in {site} between the posterior means of two test "
                                         "points (one pair per row), decoded"))
 
-    if comps is not None:
+    if comps is not None and not implicit:
         _family_figures(section, comps, os.path.join(out_dir, section.name), rel, has_latents, log)
-
+    if implicit:
+        return
     if points is None:
         section.notes.append("eval_points.pt is missing, so the per-point figures (latent space, NLL, k-hat) and the "
                              "arviz export are skipped; `zoo report --reevaluate` writes it.")
@@ -233,16 +243,18 @@ def _family_figures(section: RunSection, comps, folder: str, rel, has_latents: b
 
 
 def build_report(run_dirs: List[str], out: str, samples: int = 5000, title: Optional[str] = None,
-                 reevaluate: bool = False, device: str = "auto", progress: bool = True, log=print) -> Report:
-    """Write ``out/index.html`` and ``out/report.md`` comparing the runs in ``run_dirs``; returns the :class:`Report`."""
+                 reevaluate: bool = False, device: str = "auto", progress: bool = True, log=print,
+                 quality_samples: Optional[int] = None) -> Report:
+    """Write ``out/index.html`` and ``out/report.md`` comparing the runs in ``run_dirs``; returns the :class:`Report`.
+    ``quality_samples``: samples for the sample-quality metrics of runs evaluated now (default: evaluate_run's)."""
     if not run_dirs:
         raise ValueError("no run directories")
     with RunLock(out, "zoo report", create=True):  # one report at a time in a folder
         remove_leftovers(out)
-        return _build_report(run_dirs, out, samples, title, reevaluate, device, progress, log)
+        return _build_report(run_dirs, out, samples, title, reevaluate, device, progress, log, quality_samples)
 
 
-def _build_report(run_dirs, out, samples, title, reevaluate, device, progress, log) -> Report:
+def _build_report(run_dirs, out, samples, title, reevaluate, device, progress, log, quality_samples=None) -> Report:
     names = _unique_names(run_dirs)
     sections, warnings, records = [], [], []
     from zoo.errors import ZooError
@@ -251,7 +263,8 @@ def _build_report(run_dirs, out, samples, title, reevaluate, device, progress, l
     for run_dir, name in zip(run_dirs, names):
         try:
             config = rd.read_config(run_dir)
-            summary, evaluated, notes = _evaluate(run_dir, name, samples, reevaluate, device, progress, log)
+            summary, evaluated, notes = _evaluate(run_dir, name, samples, reevaluate, device, progress, log,
+                                                  quality_samples)
         except ZooError as e:  # one broken run does not sink the report of the others; the page says so
             if len(run_dirs) == 1:
                 raise
@@ -282,7 +295,7 @@ def _build_report(run_dirs, out, samples, title, reevaluate, device, progress, l
     report = Report(out=out, title=title or f"Zoo report: {', '.join(names)}",
                     generated=datetime.datetime.now().isoformat(timespec="seconds"), runs=sections, table=table,
                     display=display_table(table), protocol=protocol_lines(table), warnings=warnings, curves=curves,
-                    players=players)
+                    players=players, quality=quality_table(table), quality_caption=quality_caption(table))
     report.html_path = os.path.join(out, "index.html")
     report.md_path = os.path.join(out, "report.md")
     write_text(report.html_path, render.to_html(report))
@@ -293,7 +306,8 @@ def _build_report(run_dirs, out, samples, title, reevaluate, device, progress, l
 def run_from_args(args) -> int:
     """The ``zoo report`` command."""
     report = build_report(args.run_dirs, args.out, samples=args.samples, title=args.title,
-                          reevaluate=args.reevaluate, device=args.device, progress=not args.no_progress)
+                          reevaluate=args.reevaluate, device=args.device, progress=not args.no_progress,
+                          quality_samples=getattr(args, "quality_samples", None))
     for w in report.warnings:
         print(f"note: {w}")
     print(f"wrote {report.html_path} and {report.md_path}")

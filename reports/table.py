@@ -18,6 +18,11 @@ def _data_name(config: dict) -> str:
     return str((config.get("data") or {}).get("name"))
 
 
+def is_implicit(summary: dict) -> bool:
+    """True for an implicit generator (x = G(z)): no density, so no NLL, bound, KL or k-hat (eval.json's nll_reason)."""
+    return summary.get("implicit") is True
+
+
 def is_exact(summary: dict) -> bool:
     """True for models without latent variables, whose evaluation is the exact log-likelihood (K does not apply)."""
     return str((summary.get("protocol") or {}).get("estimator", "")).startswith("exact")
@@ -77,6 +82,7 @@ def run_record(name: str, config: dict, summary: dict, metrics: List[dict], matc
     if seconds is None:
         seconds = sum(r.get("seconds", 0.0) for r in metrics)
     share = (summary.get("psis") or {}).get("share_khat_above_0.7")
+    implicit = is_implicit(summary)
     return {
         "run": name,
         "model": short_name(str((config.get("model") or {}).get("name"))),
@@ -89,8 +95,9 @@ def run_record(name: str, config: dict, summary: dict, metrics: List[dict], matc
         "epochs": epochs,
         "best_epoch": None if summary.get("best_epoch") is None else summary["best_epoch"] + 1,
         "neg_elbo": neg_elbo, "neg_elbo_se": neg_elbo_se,
-        "nll": nll, "nll_se": nll_se, "K": None if is_exact(summary) else proto.get("num_samples"),
-        "exact": is_exact(summary),
+        "nll": nll, "nll_se": nll_se, "K": None if is_exact(summary) or implicit else proto.get("num_samples"),
+        "exact": is_exact(summary), "implicit": implicit,
+        "nll_reason": summary.get("nll_reason") or (IMPLICIT_REASON if implicit else None),
         "test_error": _mean(summary, "test_error")[0], "test_error_se": _mean(summary, "test_error")[1],
         "kl": kl, "kl_se": kl_se,
         "neg_recon": -recon, "neg_recon_se": recon_se,
@@ -99,9 +106,34 @@ def run_record(name: str, config: dict, summary: dict, metrics: List[dict], matc
         "bits_per_dim": bpd, "bits_per_dim_se": bpd_se,
         "train_seconds": float(seconds), "num_parameters": config.get("num_parameters"),
         "split": proto.get("split"), "num_points": proto.get("num_points"),
+        **quality_record(summary),
         "published": "; ".join(published.short_label(r) for r in match.rows) if match is not None and match.rows
         else "none matches",
     }
+
+
+IMPLICIT_REASON = "implicit generator: x = G(z) has no density"
+
+
+def quality_record(summary: dict) -> dict:
+    """The sample-quality numbers of a run's eval.json (NaN where it has none) and the data's reference row."""
+    q = summary.get("sample_quality")
+    ref = summary.get("sample_quality_reference")
+    nan = float("nan")
+    if not isinstance(q, dict):
+        why = summary.get("sample_quality_reason") or ("not computed (evaluated before the sample-quality metrics; "
+                                                       "`zoo report --reevaluate` computes them)")
+        return {"fcd": nan, "kcd": nan, "kcd_se": nan, "score": nan, "score_se": nan, "precision": nan,
+                "recall": nan, "quality_samples": None, "quality_real": None, "quality_reason": why,
+                "classifier": None, "quality_reference": None}
+    c = q.get("classifier") or {}
+    return {"fcd": q["frechet_classifier_distance"], "kcd": q["kernel_classifier_distance"]["mean"],
+            "kcd_se": q["kernel_classifier_distance"]["se"], "score": q["classifier_score"]["mean"],
+            "score_se": q["classifier_score"]["se"], "precision": q["precision"], "recall": q["recall"],
+            "quality_samples": q.get("num_samples"), "quality_real": q.get("num_real"), "quality_reason": None,
+            "classifier": (f"{c.get('name')} v{c.get('version')}, seed {c.get('seed')}, {c.get('inputs')}, test "
+                           f"accuracy {100 * c.get('test_accuracy', nan):.1f}%"),
+            "quality_reference": ref if isinstance(ref, dict) else None}
 
 
 def build_table(records: List[dict]) -> pd.DataFrame:
@@ -152,7 +184,7 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
             "objective": r["objective"], "data (binarization)": f"{r['data']} ({r['binarize']})",
             "epochs": f"{int(r['epochs'])}" + (f" (best {int(r['best_epoch'])})" if pd.notna(r["best_epoch"]) else ""),
             "test \u2212ELBO": _pm(r["neg_elbo"], r["neg_elbo_se"]),
-            nll_header(df): _pm(r["nll"], r["nll_se"]) + (
+            nll_header(df): f"none: {r['nll_reason']}" if r.get("implicit") is True else _pm(r["nll"], r["nll_se"]) + (
                 " (exact)" if r["exact"] and _ks(df) else "" if uniform_k or r["exact"] else f" (K={int(r['K'])})"),
             "KL": _pm(r["kl"], r["kl_se"]),
             "\u2212reconstruction": _pm(r["neg_recon"], r["neg_recon_se"]),
@@ -177,6 +209,7 @@ def protocol_lines(df: pd.DataFrame) -> List[str]:
     shared = {k: set(df[k].tolist()) for k in keys}
     ks = _ks(df)
     exact = df[df["exact"]]["run"].tolist()
+    implicit = df[df["implicit"] == True]["run"].tolist() if "implicit" in df else []  # noqa: E712
     estimator = (f"NLL = importance-sampled -log p(x) with K={ks[0]} samples per point (logsumexp over k of log w_k, "
                  "minus log K)" if len(ks) == 1 else "NLL = importance-sampled -log p(x)" if ks else "")
     lines = []
@@ -192,6 +225,9 @@ def protocol_lines(df: pd.DataFrame) -> List[str]:
         for _, r in df.iterrows():
             lines.append(f"{r['run']}: {r['split']} split of {r['data']} ({int(r['num_points'])} points), binarization "
                          f"{r['binarize']}, " + ("exact log-likelihood" if r["exact"] else f"K={int(r['K'])}"))
+    if implicit:
+        lines.append(f"Implicit generators ({', '.join(implicit)}): x = G(z) has no density, so there is no NLL, "
+                     "-ELBO, KL or k-hat; they are compared by sample quality (the table below).")
     if exact:
         lines.append(f"Models without latent variables ({', '.join(exact)}): NLL is the exact -log p(x); K, KL, "
                      "k-hat and active units do not apply.")
@@ -199,4 +235,82 @@ def protocol_lines(df: pd.DataFrame) -> List[str]:
                  "are averages over the same K samples; every figure is a mean over test points ± its standard "
                  "error. k-hat: PSIS Pareto shape of each point's K log-weights (share of points above 0.7, where the "
                  "estimate is unreliable). Bits/dim = NLL / (D ln 2) where the data are pixels. Rows sorted by NLL.")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ sample quality
+QUALITY_COLUMNS = ("FCD (zoo classifier)", "KCD (zoo classifier)", "classifier score", "precision", "recall")
+
+
+def _g(v, digits=3) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
+
+
+def _g_pm(mean, se, digits=3) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    return f"{mean:.{digits}g} ± {se:.2g}"
+
+
+def _reference_key(r) -> tuple:
+    return (r["data"], r["binarize"])
+
+
+def quality_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The sample-quality table: one row per run (in the runs table's order), then the data's own row per data set
+    and binarization (the validation split in place of samples, against the same test points: what a generator that
+    draws from the data distribution scores). Runs without the metrics say why in the FCD column."""
+    rows, refs = [], {}
+    for _, r in df.iterrows():
+        row = {"run": r["run"], "model": r["model"], "data (binarization)": f"{r['data']} ({r['binarize']})",
+               "samples": "-" if pd.isna(r["quality_samples"]) or r["quality_samples"] is None
+               else f"{int(r['quality_samples'])}"}
+        if r["quality_reason"]:
+            row.update({c: "-" for c in QUALITY_COLUMNS})
+            row[QUALITY_COLUMNS[0]] = f"none: {r['quality_reason']}"
+        else:
+            row.update({QUALITY_COLUMNS[0]: _g(r["fcd"]), QUALITY_COLUMNS[1]: _g_pm(r["kcd"], r["kcd_se"]),
+                        QUALITY_COLUMNS[2]: _g_pm(r["score"], r["score_se"]), "precision": f"{r['precision']:.3f}",
+                        "recall": f"{r['recall']:.3f}"})
+            ref = r["quality_reference"]
+            if ref is not None and _reference_key(r) not in refs:
+                refs[_reference_key(r)] = ref
+        rows.append(row)
+    for (data, binarize), ref in refs.items():
+        rows.append({"run": f"data: {ref.get('generated_split', 'valid')} split", "model": "(real data)",
+                     "data (binarization)": f"{data} ({binarize})", "samples": f"{int(ref['num_samples'])}",
+                     QUALITY_COLUMNS[0]: _g(ref["frechet_classifier_distance"]),
+                     QUALITY_COLUMNS[1]: _g_pm(ref["kernel_classifier_distance"]["mean"],
+                                               ref["kernel_classifier_distance"]["se"]),
+                     QUALITY_COLUMNS[2]: _g_pm(ref["classifier_score"]["mean"], ref["classifier_score"]["se"]),
+                     "precision": f"{ref['precision']:.3f}", "recall": f"{ref['recall']:.3f}"})
+    return pd.DataFrame(rows)
+
+
+def quality_caption(df: pd.DataFrame) -> List[str]:
+    """What the sample-quality table measures: the classifier (its test accuracy), the numbers of samples and real
+    points, and that these are not the Inception-based FID/KID/IS."""
+    if not len(df) or not df["quality_reason"].isna().any():
+        return []
+    have = df[df["quality_reason"].isna()]
+    classifiers = sorted(set(have["classifier"]))
+    samples = sorted({int(v) for v in have["quality_samples"]})
+    real = sorted({int(v) for v in have["quality_real"]})
+    lines = [
+        f"Samples of each model ({', '.join(map(str, samples))} per run) against the {', '.join(map(str, real))} "
+        f"test points, in the features and predictions of the zoo's own classifier ({'; '.join(classifiers)}), "
+        "trained on the data set's training split. These are not the Inception-based FID, KID and IS of the GAN "
+        "literature, and their values are not comparable with published ones.",
+        "FCD: Fréchet distance between Gaussians fitted to the classifier's penultimate-layer features (lower is "
+        "better; biased upwards at small sample sizes, so compare rows at equal sizes). KCD: unbiased MMD² with the "
+        "cubic polynomial kernel (Binkowski et al. 2018), mean ± standard error over disjoint subsets (0 for the "
+        "data's own distribution). Classifier score: exp(E KL(p(y|x) || p(y))) (Salimans et al. 2016), from 1 "
+        "(collapsed) to the number of classes. Precision and recall: share of samples inside the test points' "
+        "k-nearest-neighbour manifold and of test points inside the samples' one (Kynkäänniemi et al. 2019, k = 3, "
+        "on equally many points).",
+        "Data rows: the validation split in place of samples, scored the same way against the same test points: what "
+        "a generator that draws from the data distribution scores at these sizes. Binarized runs are scored as "
+        "binary images: samples x ~ p(x), binarized test points, a classifier trained on binarized images; grey-level "
+        "runs on decoder means E[x|z].",
+    ]
     return lines
