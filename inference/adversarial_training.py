@@ -77,12 +77,14 @@ class AdversarialTrainer(Trainer):
 
             raise ConfigError(f"objective {objective.spec()} needs a critic (--critic)")
         self.critic = critic.to(data.train.x.device)
+        original_lr = config.lr
         config = replace(config, betas=tuple(config.betas or objective.betas),
                          critic_steps=config.critic_steps or objective.critic_steps)
         super().__init__(model, guide, objective, data, config, run_dir, model_name, run_config)
         self.extra_params = list(self.critic.parameters())
-        self.critic_optimizer = make_optimizer(self.extra_params, self.config.critic_lr or self.config.lr,
-                                               self.config.betas)
+        # the critic's lr: --critic-lr, else the objective's own (avb: 2e-4 against the generator's 1e-4), else lr
+        critic_lr = self.config.critic_lr or (getattr(objective, "critic_lr", None) if original_lr is None else None)
+        self.critic_optimizer = make_optimizer(self.extra_params, critic_lr or self.config.lr, self.config.betas)
         self.extra_optimizers = [self.critic_optimizer]
         self._sums = None
 
@@ -94,6 +96,7 @@ class AdversarialTrainer(Trainer):
     # ------------------------------------------------------------------------------------------- the step
     def train_step(self, xb, yb, epoch, step):
         n = xb.shape[0]
+        self.objective.kl_weight = self.kl_weight(epoch, step)  # --beta / --warmup (avb weighs its T by it)
         with self._autocast():
             critic_loss, estimate = self.critic_module(xb)
         self.critic_optimizer.zero_grad(set_to_none=True)

@@ -114,6 +114,7 @@ def check_general_options(model_name: str, given: dict):
     from zoo.model import MODELS
     from zoo.references import short_name
 
+    register_all()  # also when --guide and --objective were given (then nothing has filled the registries yet)
     entry = MODELS.entry(model_name)
     flags = {v: k for k, v in GENERAL_OPTIONS.items()}
     if entry.source != "registered":  # a user's model gets only its own options
@@ -178,6 +179,7 @@ def build_components(config: dict, device: Optional[torch.device] = None, data=N
     """Rebuild model, guide, objective and data from ``config``; ``objects`` may hand in ready-made ones by kind
     (``{"model": obj}``: the Python API's objects; the config then only records what they are)."""
     from guides.base import build_guide, check_guide_matches
+    from guides.implicit import check_objective_fits
     from inference.objectives import build_objective
 
     register_all()
@@ -205,6 +207,7 @@ def build_components(config: dict, device: Optional[torch.device] = None, data=N
     objective = objects.get("objective") or build_objective(config["objective"])
     model.to(device)
     guide.to(device)
+    check_objective_fits(guide, objective)  # an implicit guide (no log q) with an objective that needs log q
     critic = build_critic_for(model, guide, objective, data, config, objects)
     if critic is not None:
         critic.to(device)

@@ -133,8 +133,16 @@ def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, kee
                               "evaluate it without --estimator (sample quality only)")
         summary, points = _implicit_summary(comps, split, data_split, precision)
     else:
+        guide = comps.guide
+        if getattr(guide, "implicit", False):  # no log q(z|x) (avb): a Gaussian proposal fitted to q's draws
+            from guides.implicit import FittedGaussianProposal
+
+            comps.guide = FittedGaussianProposal(guide)
         summary, points = _likelihood_summary(comps, split, data_split, num_samples, batch_size, progress,
                                               keep_log_weights, precision, ais)
+        if comps.guide is not guide:
+            summary["protocol"]["proposal"] = comps.guide.describe()
+            comps.guide = guide
     _add_sample_quality(summary, comps, split, quality_samples, progress)
     metrics = rd.read_metrics(run_dir)
     summary["train_seconds"] = sum(r.get("seconds", 0.0) for r in metrics)
