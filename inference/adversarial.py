@@ -41,11 +41,16 @@ def is_adversarial(objective) -> bool:
     return bool(getattr(objective, "adversarial", False))
 
 
-def model_samples(model, n: int, like: torch.Tensor) -> torch.Tensor:
-    """n samples x~ of the model's observed site, differentiable in the model's parameters: (n, D)."""
+def model_samples(model, n: int, like: torch.Tensor, mean_if_discrete: bool = False) -> torch.Tensor:
+    """n samples x~ of the model's observed site, differentiable in the model's parameters: (n, D). With
+    ``mean_if_discrete`` a p(x | z) that cannot be reparameterised (a Bernoulli) gives its mean E[x | z] instead, the
+    decoder output that VAE-GAN's critic sees (Larsen et al. 2016)."""
     placeholder = like.new_zeros(n, model.data_dim)
     trace = poutine.trace(poutine.block(model, hide_types=["param"])).get_trace(placeholder)
-    return trace.nodes["x"]["fn"].rsample()
+    fn = trace.nodes["x"]["fn"]
+    if mean_if_discrete and not fn.has_rsample:
+        return fn.mean
+    return fn.rsample()
 
 
 def check_can_sample(model, objective, like: torch.Tensor):
