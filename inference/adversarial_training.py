@@ -173,3 +173,12 @@ class AdversarialTrainer(Trainer):
 
     def _best_extra(self):
         return {"critic": self.critic.state_dict()}
+
+    def epoch_metrics(self) -> dict:
+        """The model's per-epoch values, and the objective's where it has ``epoch_metrics(model, guide, data)``
+        (infogan: the mutual-information bound and the code's accuracy on the validation labels)."""
+        row = super().epoch_metrics()
+        extra = getattr(self.objective, "epoch_metrics", None)
+        if callable(extra):
+            row.update(extra(self.model, self.guide, self.data))
+        return row

@@ -181,6 +181,8 @@ def _run_figures(section: RunSection, out_dir: str, points: Optional[dict], devi
     if comps is not None and not implicit:
         _family_figures(section, comps, os.path.join(out_dir, section.name), rel, has_latents, log)
     if implicit:
+        if comps is not None:
+            _code_figures(section, comps, os.path.join(out_dir, section.name), rel, log)
         return
     if points is None:
         section.notes.append("eval_points.pt is missing, so the per-point figures (latent space, NLL, k-hat) and the "
@@ -218,6 +220,17 @@ FLOW_CAPTIONS = {
     "flow_density.png": "Model density on a grid beside the test points",
     "flow_interpolation.png": "Interpolations in the flow's latent space z = f(x) between pairs of test points",
 }
+
+
+def _code_figures(section: RunSection, comps, folder: str, rel, log):
+    """An implicit generator with a categorical code (InfoGAN): what each code controls, codes against labels."""
+    from reports.infogan_figures import infogan_figures, is_infogan
+
+    if is_infogan(comps.model, comps.guide):
+        made = _attempt(section, "InfoGAN's code figures",
+                        lambda: infogan_figures(comps.model, section.summary, folder), log)
+        for png, caption in made or []:
+            section.figures.append((rel(os.path.basename(png)), caption))
 
 
 def _family_figures(section: RunSection, comps, folder: str, rel, has_latents: bool, log):

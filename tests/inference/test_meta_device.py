@@ -23,6 +23,8 @@ NO_META_KERNEL = {"svae": "torch has no meta kernel for the Beta/Dirichlet sampl
 # Pyro's TraceEnum_ELBO reads `mask.all()` of its enumerated probabilities (one host sync a step inside Pyro): models
 # whose default objective is `enum` are run here with the zoo's own enumerated IWAE bound instead
 ON_META_INSTEAD = {"enum": "iwae-enum:3"}
+# InfoGAN's --latent-dim is G's whole input: its codes (10 classes + 2 continuous) and at least one noise unit
+LATENT_DIM = {"infogan": 14}
 
 
 def _on_meta(model, guide, objective, x):
@@ -39,7 +41,8 @@ def test_every_model_trains_on_the_meta_device(name):
         pytest.skip(NO_META_KERNEL[name])
     pyro.enable_validation(False)
     hidden = model_default(name, "hidden", (16,))
-    options = {"latent_dim": 2, "hidden": None if hidden is None else [min(h, 64) for h in hidden]}
+    options = {"latent_dim": LATENT_DIM.get(name, 2),
+               "hidden": None if hidden is None else [min(h, 64) for h in hidden]}
     objective = model_default(name, "objective", "elbo")
     config = make_config(name, model_default(name, "guide", "diagonal"), ON_META_INSTEAD.get(objective, objective),
                          "digits", model_default(name, "binarize", "dynamic"), options, TrainConfig(epochs=1),
@@ -56,7 +59,7 @@ def test_every_model_trains_on_the_meta_device(name):
 
 
 @pytest.mark.parametrize("guide", [f"{e.name}:2" if e.arg else e.name for e in GUIDES
-                                   if e.name not in ("none", "semi-supervised", "vmf")])
+                                   if e.name not in ("none", "semi-supervised", "vmf", "infogan")])
 @pytest.mark.parametrize("objective", ["elbo", "iwae:3"])
 def test_every_posterior_guide_trains_on_the_meta_device(guide, objective):
     pyro.enable_validation(False)

@@ -132,6 +132,9 @@ def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, kee
             raise ConfigError(f"--estimator ais:T estimates log p(x), and this model is an {IMPLICIT_REASON}; "
                               "evaluate it without --estimator (sample quality only)")
         summary, points = _implicit_summary(comps, split, data_split, precision)
+        extras = getattr(comps.objective, "evaluation_extras", None)  # infogan: the code's accuracy on the labels
+        if callable(extras):
+            summary.update(extras(comps.model, comps.guide, comps.data, split))
     else:
         guide = comps.guide
         if getattr(guide, "implicit", False):  # no log q(z|x) (avb): a Gaussian proposal fitted to q's draws
