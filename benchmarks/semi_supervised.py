@@ -15,6 +15,8 @@ Protocol (per number of labels N and seed s):
 * zoo: ``zoo train --model m2 --labels N --epochs E --seed s`` exactly (the CLI's own entry point, its defaults), and
   its classifier scored at the checkpoint the run selects without labels (the best unlabelled validation bound:
   ``best.pt``, as ``zoo evaluate`` does);
+* m1+m2: ``zoo train --model m1 --labels N --epochs 30 --seed s``, then ``zoo train --model m1+m2 --m1-run`` that run
+  ``--labels N --epochs E --seed s`` (defaults otherwise), scored like zoo; seconds per epoch are M1+M2's own;
 * pyro: Pyro's example (its model, guide, enumeration, auxiliary loss x46, Adam 4.2e-4, batch 200, interleaved
   supervised batches), data loading adapted as its module says; scored at its last epoch (Pyro itself picks by
   validation accuracy, which needs the hidden validation labels);
@@ -45,18 +47,22 @@ from zoo.data import load_dataset  # noqa: E402
 from zoo.data.labels import mask_labels  # noqa: E402
 
 
+M1_EPOCHS = 30  # M1's epochs before M1+M2 (``zoo/m1m2.py``)
+
+
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_zoo(n, seed, epochs, out):
-    """``zoo train --model m2 --labels n`` with every other option at its default; the selected checkpoint's error."""
+def run_zoo(n, seed, epochs, out, model="m2", extra=()):
+    """``zoo train --model MODEL --labels n`` with every other option at its default; the selected checkpoint's
+    error."""
     from zoo.cli.assemble import load_run
     from zoo.cli.main import main as zoo_main
     from zoo.cli.semi_supervised import classification_metrics
 
-    code = zoo_main(["train", "--model", "m2", "--labels", str(n), "--epochs", str(epochs), "--seed", str(seed),
-                     "--device", "cpu", "--no-progress", "--out", out])
+    code = zoo_main(["train", "--model", model, "--labels", str(n), "--epochs", str(epochs), "--seed", str(seed),
+                     "--device", "cpu", "--no-progress", "--out", out, *extra])
     if code != 0:
         raise SystemExit(f"zoo train failed with exit code {code}")
     rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
@@ -67,7 +73,25 @@ def run_zoo(n, seed, epochs, out):
     best = max(i for i, r in enumerate(rows) if r.get("best"))
     return {"error": float(wrong.mean()), "per_epoch": [r["test_error"] for r in rows],
             "seconds_per_epoch": sum(r["seconds"] for r in rows) / len(rows), "selected_epoch": best + 1,
-            "steps": rows[-1]["step"], "selection": "best unlabelled validation bound (best.pt)"}
+            "steps": rows[-1]["step"], "selection": "best unlabelled validation bound (best.pt)",
+            "latent_dim": comps.config["model"]["options"].get("latent_dim")}
+
+
+def run_m1m2(n, seed, epochs, tmp, m1_epochs=M1_EPOCHS):
+    """``zoo train --model m1 --labels n --epochs 30``, then ``zoo train --model m1+m2 --m1-run`` that run, every
+    other option at its default; the seconds per epoch are M1+M2's (M1's training time is recorded beside them)."""
+    from zoo.cli.main import main as zoo_main
+
+    m1 = os.path.join(tmp, f"m1-{n}-{seed}")
+    t0 = time.perf_counter()
+    code = zoo_main(["train", "--model", "m1", "--labels", str(n), "--epochs", str(m1_epochs), "--seed", str(seed),
+                     "--device", "cpu", "--no-progress", "--out", m1])
+    if code != 0:
+        raise SystemExit(f"zoo train --model m1 failed with exit code {code}")
+    m1_seconds = time.perf_counter() - t0
+    r = run_zoo(n, seed, epochs, os.path.join(tmp, f"m1m2-{n}-{seed}"), model="m1+m2", extra=("--m1-run", m1))
+    r.update(m1_epochs=m1_epochs, m1_seconds=m1_seconds)
+    return r
 
 
 def run_pyro(n, seed, epochs):
@@ -86,8 +110,7 @@ def run_supervised(n, seed, steps, batch_size=128, lr=1e-3):
 
     data = mask_labels(load_dataset("mnist5k", binarize="dynamic", seed=seed), n, seed=seed)
     pyro.set_rng_seed(seed)
-    classifier = M2(data.dim, num_classes=data.num_classes, latent_dim=20, hidden=(400,),
-                    activation="relu").make_classifier()  # the network `zoo train --model m2` builds
+    classifier = M2(data.dim, num_classes=data.num_classes).make_classifier()  # what `zoo train --model m2` builds
     opt = make_optimizer(list(classifier.parameters()), lr)
     has = data.train.y >= 0
     grey, labels = data.train.x[has], data.train.y[has]
@@ -137,7 +160,8 @@ def main(argv=None):
     p.add_argument("--labels", default="100,1000")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--epochs", type=int, default=50, help="epochs of both systems (the issue's budget: 50)")
-    p.add_argument("--systems", default="zoo,pyro,supervised", help="any of zoo, pyro, supervised")
+    p.add_argument("--systems", default="zoo,pyro,supervised,m1+m2",
+                   help="any of zoo, pyro, supervised, m1+m2")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--results", default=None, help="append each run's result to this JSON-lines file")
     p.add_argument("--table", nargs="+", default=None, metavar="JSONL", help="only print the table of these files")
@@ -160,6 +184,8 @@ def main(argv=None):
                     if system == "zoo":
                         r = run_zoo(n, seed, args.epochs, os.path.join(tmp, f"m2-{n}-{seed}"))
                         steps = r["steps"]
+                    elif system == "m1+m2":
+                        r = run_m1m2(n, seed, args.epochs, tmp)
                     elif system == "pyro":
                         r = run_pyro(n, seed, args.epochs)
                     elif system == "supervised":

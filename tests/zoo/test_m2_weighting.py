@@ -1,6 +1,9 @@
 """The weight of M2's classification term per labelled point (zoo/m2.py's docstring), from the objectives' actual
 losses: each labelled occurrence in a batch weighs alpha * N / (r L), so one pass over the training split adds exactly
 alpha * N * mean over the L labelled points of -log q(y|x), whatever the repetition r and however batches are cut."""
+import json
+import os
+
 import pyro
 import pytest
 import torch
@@ -86,4 +89,53 @@ def test_weight_without_counts_is_the_batch_ratio(m2):
     x = torch.bernoulli(torch.rand(4, 6, generator=torch.Generator().manual_seed(3))).double()
     y = torch.tensor([1, -1, -1, -1])
     expected = 0.7 * 4 / 1 * float(_ce(guide, x[:1], y[:1]).sum())
+    assert float(_aux_part(EnumELBO(), model, guide, x, y)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_defaults_weigh_what_the_docstring_says():
+    """m2's defaults (alpha 200, z 3) and m1+m2's (alpha 50, z 3), and the weights zoo/m2.py's docstring states for
+    them on a split of mnist5k's size: 100 labels of 4000 repeated r = 10 times (auto), each occurrence 200 * 4000 /
+    (10 * 100) = 800, 8000 per labelled point and pass; 1000 labels, r = 1: 800 per labelled point and pass."""
+    from inference.enumeration import classification_weight
+    from zoo.cli.semi_supervised import model_default
+    from zoo.m1m2 import M1M2
+
+    assert (M2(6).alpha, M2(6).latent_dim) == (200.0, 3)
+    assert (M1M2(6, m1_latent_dim=4).alpha, M1M2(6, m1_latent_dim=4).latent_dim) == (50.0, 3)
+    assert model_default("m2", "latent_dim", 20) == 3 and model_default("m1+m2", "latent_dim", 20) == 3
+    x = torch.zeros(4000, 6)
+    y = torch.arange(4000) % 10
+    data = Dataset("mnist5k-sized", Split(x, y), Split(x[:10], y[:10]), Split(x[:10], y[:10]), binarize="none",
+                   num_classes=10)
+    for labels, copies, per_point in ((100, 10, 8000.0), (1000, 1, 800.0)):
+        masked = mask_labels(data, labels, seed=0, repeat="auto")
+        assert label_counts(masked) == (4000, labels, copies)
+        model = M2(6)
+        model.set_label_counts(*label_counts(masked))
+        for batch_size, n_labelled in ((128, 25), (32, 1), (500, 100)):
+            assert classification_weight(model, batch_size, n_labelled) == pytest.approx(per_point / copies)
+        assert copies * classification_weight(model, 128, 25) == pytest.approx(per_point)
+
+
+def test_the_cli_trains_m2_with_these_defaults(tmp_path, capsys):
+    """`zoo train --model m2 --labels N` without --latent-dim or --alpha builds z 3, alpha 200, and the objective's
+    classification term weighs alpha N / (r L) per labelled occurrence of the run's own split."""
+    from zoo.cli.assemble import load_run
+    from zoo.cli.main import main
+    from zoo.cli.semi_supervised import prepare_components
+    from zoo.data.labels import auto_repeat
+
+    out = str(tmp_path / "m2")
+    code = main(["train", "--model", "m2", "--labels", "50", "--epochs", "1", "--hidden", "16", "--data", "digits",
+                 "--batch-size", "256", "--device", "cpu", "--no-progress", "--out", out])
+    assert code == 0, capsys.readouterr().err
+    comps = prepare_components(json.load(open(os.path.join(out, "config.json"))), load_run(out, torch.device("cpu")))
+    model, guide = comps.model.double(), comps.guide.double()  # the split and the label counts as in training
+    assert (model.latent_dim, model.alpha) == (3, 200.0)
+    n, labelled, copies = label_counts(comps.data)
+    assert (labelled, copies) == (50, auto_repeat(50, n)) and model.label_scale == n / (labelled * copies)
+    train = comps.data.train
+    idx = torch.cat([torch.nonzero(train.y >= 0)[:3, 0], torch.nonzero(train.y < 0)[:5, 0]])
+    x, y = train.x[idx].double(), train.y[idx]
+    expected = 200.0 * n / (copies * labelled) * float(_ce(guide, x[:3], y[:3]).sum())
     assert float(_aux_part(EnumELBO(), model, guide, x, y)) == pytest.approx(expected, rel=1e-9)
