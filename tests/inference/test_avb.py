@@ -297,6 +297,29 @@ def test_the_papers_settings_are_avbs_defaults(tmp_path):
     assert build_components(_avb_config(guide="diagonal"), torch.device("cpu")).critic is not None
 
 
+def test_both_avb_players_step_on_the_meta_device():
+    """GPU readiness without a GPU: avb's critic step and generator step, each with gradients for its own player only
+    (no host syncs, no fixed device: the posterior, the model's prior draws and T all follow the data's device)."""
+    from zoo.cli.assemble import build_components
+
+    pyro.enable_validation(False)
+    comps = build_components(_avb_config(), torch.device("cpu"))
+    model, guide, critic, objective = comps.model, comps.guide, comps.critic, comps.objective
+    x = comps.data.train.x[:6].to("meta")
+    for part in (model, guide, critic):
+        part.to("meta")
+    critic_loss, estimate = objective.critic_step(model, guide, critic, x)
+    critic_loss.backward()
+    assert critic_loss.device.type == "meta" and estimate.device.type == "meta"
+    assert all(p.grad is not None and p.grad.device.type == "meta" for p in critic.parameters())
+    assert all(p.grad is None for p in list(model.parameters()) + list(guide.parameters()))
+    for p in critic.parameters():
+        p.requires_grad_(False)  # as the two-player loop freezes the critic for the generator's step
+    objective.generator_step(model, guide, critic, x).backward()
+    assert all(p.grad is not None and p.grad.device.type == "meta" for p in list(model.parameters())
+               + list(guide.parameters()))
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("argv, message", [
     (["--model", "vae", "--guide", "implicit", "--objective", "elbo"],
