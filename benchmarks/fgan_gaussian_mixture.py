@@ -110,10 +110,12 @@ def local_minimiser(div, start: Tuple[float, float]):
 STARTS = ((0.0, 1.0), (MEANS[0], SCALES[0]), (MEANS[1], SCALES[1]), (0.5, 2.0), (0.5, 0.5))
 
 
-def exact_minimiser(div, starts: Sequence[Tuple[float, float]] = STARTS):
-    """(mu*, sigma*, D_f at the minimum): the best of :func:`local_minimiser` over the starts."""
-    found = [r for r in (local_minimiser(div, s) for s in starts) if r is not None]
-    return min(found, key=lambda r: r[2])
+def exact_minimiser(div, starts: Sequence[Tuple[float, float]] = STARTS, with_first: bool = False):
+    """(mu*, sigma*, D_f at the minimum): the best of :func:`local_minimiser` over the starts (and, with
+    ``with_first``, also where the first start's run stopped)."""
+    found = [local_minimiser(div, s) for s in starts]
+    best = min((r for r in found if r is not None), key=lambda r: r[2])
+    return (best, found[0]) if with_first else best
 
 
 class Critic(nn.Module):
@@ -138,7 +140,8 @@ def adversarial_fit(div, steps: int = 3000, batch: int = 512, seed: int = 0, ini
     """Two-player f-GAN training of x = mu + sigma eps against P, one critic Adam step per generator Adam step after
     ``warmup`` critic-only steps; the generator's learning rate decays along a half cosine to 10 %.
 
-    Returns (mu, sigma, seconds): the generator's parameters averaged over the last ``average_last`` of the steps."""
+    Returns (mu, sigma, seconds): the generator's parameters averaged over the last ``average_last`` of the steps;
+    NaN for both where training diverged (a non-finite generator)."""
     div = build_divergence(div)
     torch.manual_seed(seed)
     critic = Critic(hidden, layers)
@@ -170,6 +173,8 @@ def adversarial_fit(div, steps: int = 3000, batch: int = 512, seed: int = 0, ini
         loss.backward()
         opt_g.step()
         decay.step()
+        if not (torch.isfinite(mu) and torch.isfinite(log_sigma)):
+            return math.nan, math.nan, time.perf_counter() - t0
         if step >= steps - tail:
             sums[0] += mu.item()
             sums[1] += math.exp(log_sigma.item())
@@ -198,11 +203,10 @@ def main(argv=None):
     print(header)
     print("-" * len(header))
     for spec in args.divergences:
-        mu_star, sigma_star, d_star = exact_minimiser(spec)
-        local = local_minimiser(spec, (0.0, 1.0))
+        (mu_star, sigma_star, d_star), local = exact_minimiser(spec, with_first=True)  # STARTS[0] = (0, 1)
         mu, sigma, seconds = adversarial_fit(spec, steps=args.steps, batch=args.batch, seed=args.seed,
                                              trick=args.trick)
-        d_learned = exact_divergence(spec, mu, math.log(sigma)).item()
+        d_learned = exact_divergence(spec, mu, math.log(sigma)).item() if math.isfinite(mu) else math.nan
         print(f"{spec:28s} {mu:8.4f} {sigma:8.4f} {mu_star:8.4f} {sigma_star:8.4f} {d_learned:13.4f} "
               f"{d_star:11.4f} {seconds:8.1f}", flush=True)
         if local is not None and abs(local[0] - mu_star) + abs(local[1] - sigma_star) > 0.05:

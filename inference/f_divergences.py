@@ -18,24 +18,32 @@ tight at :math:`T^*(x) = f'(p(x)/q(x))`. f-GAN writes the critic as :math:`T(x) 
 :math:`\min_\theta \max_\omega F(\theta, \omega)`. :meth:`FDivergence.bound` is the Monte Carlo estimate of
 :math:`F` from the raw outputs ``v_p = V(x), x ~ P`` (data) and ``v_q = V(x), x ~ Q`` (generator).
 
-The table (u = p/q; every :math:`g_f` is increasing, so :math:`V` is a monotone logit of :math:`T`):
+The table (:math:`u = p/q`; every :math:`g_f` here is increasing, so :math:`V` is a monotone logit of :math:`T`):
 
-======================== =========================================== ============================================================= =================================== =================
-name                     :math:`f(u)`                                :math:`f^*(t)`                                                :math:`g_f(v)`                      :math:`f'(u)`
-======================== =========================================== ============================================================= =================================== =================
-total-variation          :math:`\tfrac12|u-1|`                       :math:`t`, :math:`|t| \le \tfrac12`                           :math:`\tfrac12\tanh v`             :math:`\tfrac12\operatorname{sign}(u-1)`
-kl                       :math:`u\log u`                             :math:`e^{t-1}`                                               :math:`v`                           :math:`1+\log u`
-reverse-kl               :math:`-\log u`                             :math:`-1-\log(-t)`, :math:`t<0`                              :math:`-e^{-v}`                     :math:`-1/u`
-pearson                  :math:`(u-1)^2`                             :math:`t + t^2/4` (:math:`t \ge -2`), :math:`-1` below        :math:`v`                           :math:`2(u-1)`
-neyman                   :math:`(1-u)^2/u`                           :math:`2-2\sqrt{1-t}`, :math:`t<1`                            :math:`1-e^{-v}`                    :math:`1-u^{-2}`
-squared-hellinger        :math:`(\sqrt u-1)^2`                       :math:`t/(1-t)`, :math:`t<1`                                  :math:`1-e^{-v}`                    :math:`1-u^{-1/2}`
-jeffrey                  :math:`(u-1)\log u`                         :math:`W(e^{1-t})+1/W(e^{1-t})+t-2`                           :math:`v`                           :math:`1+\log u-1/u`
-jensen-shannon           :math:`u\log u-(u+1)\log\frac{u+1}2`        :math:`-\log(2-e^t)`, :math:`t<\log 2`                        :math:`\log 2-\log(1+e^{-v})`       :math:`\log\frac{2u}{1+u}`
-jensen-shannon-weighted  :math:`\pi u\log u-m\log m`, :math:`m=1-\pi+\pi u`   :math:`(1-\pi)\log\frac{1-\pi}{1-\pi e^{t/\pi}}`, :math:`t<-\pi\log\pi`   :math:`-\pi\log\pi-\log(1+e^{-v})`   :math:`\pi\log\frac{u}{m}`
-gan                      :math:`u\log u-(u+1)\log(u+1)`              :math:`-\log(1-e^t)`, :math:`t<0`                             :math:`-\log(1+e^{-v})`             :math:`\log\frac{u}{u+1}`
-alpha (:math:`A<1`)      :math:`\frac{u^A-1-A(u-1)}{A(A-1)}`         :math:`\frac1A(1+(A-1)t)^{A/(A-1)}-\frac1A`, :math:`t<\frac1{1-A}` :math:`\frac1{1-A}-\log(1+e^{-v})`  :math:`\frac{u^{A-1}-1}{A-1}`
-alpha (:math:`A>1`)      same                                        same for :math:`t \ge \frac1{1-A}`, :math:`-\frac1A` below    :math:`v`                           same
-======================== =========================================== ============================================================= =================================== =================
+* ``total-variation``: :math:`f(u) = \tfrac12|u - 1|`, :math:`f^*(t) = t` on :math:`|t| \le \tfrac12`,
+  :math:`g_f(v) = \tfrac12\tanh v`, :math:`f'(u) = \tfrac12\operatorname{sign}(u - 1)`;
+* ``kl``: :math:`f(u) = u\log u`, :math:`f^*(t) = e^{t-1}`, :math:`g_f(v) = v`, :math:`f'(u) = 1 + \log u`;
+* ``reverse-kl``: :math:`f(u) = -\log u`, :math:`f^*(t) = -1 - \log(-t)` on :math:`t < 0`,
+  :math:`g_f(v) = -e^{-v}`, :math:`f'(u) = -1/u`;
+* ``pearson``: :math:`f(u) = (u - 1)^2`, :math:`f^*(t) = t + t^2/4` on :math:`t \ge -2` and :math:`-1` below,
+  :math:`g_f(v) = v`, :math:`f'(u) = 2(u - 1)`;
+* ``neyman``: :math:`f(u) = (1 - u)^2/u`, :math:`f^*(t) = 2 - 2\sqrt{1 - t}` on :math:`t < 1`,
+  :math:`g_f(v) = 1 - e^{-v}`, :math:`f'(u) = 1 - u^{-2}`;
+* ``squared-hellinger``: :math:`f(u) = (\sqrt u - 1)^2`, :math:`f^*(t) = t/(1 - t)` on :math:`t < 1`,
+  :math:`g_f(v) = 1 - e^{-v}`, :math:`f'(u) = 1 - u^{-1/2}`;
+* ``jeffrey``: :math:`f(u) = (u - 1)\log u`, :math:`f^*(t) = W(e^{1-t}) + 1/W(e^{1-t}) + t - 2`,
+  :math:`g_f(v) = v`, :math:`f'(u) = 1 + \log u - 1/u`;
+* ``jensen-shannon``: :math:`f(u) = u\log u - (u + 1)\log\frac{u+1}2`, :math:`f^*(t) = -\log(2 - e^t)` on
+  :math:`t < \log 2`, :math:`g_f(v) = \log 2 - \log(1 + e^{-v})`, :math:`f'(u) = \log\frac{2u}{1+u}`;
+* ``jensen-shannon-weighted:PI``: :math:`f(u) = \pi u\log u - m\log m` with :math:`m = 1 - \pi + \pi u`,
+  :math:`f^*(t) = (1 - \pi)\log\frac{1 - \pi}{1 - \pi e^{t/\pi}}` on :math:`t < -\pi\log\pi`,
+  :math:`g_f(v) = -\pi\log\pi - \log(1 + e^{-v})`, :math:`f'(u) = \pi\log(u/m)`;
+* ``gan``: :math:`f(u) = u\log u - (u + 1)\log(u + 1)`, :math:`f^*(t) = -\log(1 - e^t)` on :math:`t < 0`,
+  :math:`g_f(v) = -\log(1 + e^{-v})`, :math:`f'(u) = \log\frac u{u+1}`;
+* ``alpha:A`` (:math:`A \ne 0, 1`): :math:`f(u) = \frac{u^A - 1 - A(u - 1)}{A(A - 1)}`,
+  :math:`f^*(t) = \frac1A(1 + (A - 1)t)^{A/(A-1)} - \frac1A`, :math:`f'(u) = \frac{u^{A-1} - 1}{A - 1}`; for
+  :math:`A < 1` on :math:`t < \frac1{1-A}` with :math:`g_f(v) = \frac{1 - e^{-v}}{1 - A}`, for :math:`A > 1`
+  on all of :math:`\mathbb{R}` (:math:`-\frac1A` below :math:`\frac1{1-A}`) with :math:`g_f(v) = v`.
 
 Notes on the table, each checked numerically in ``tests/inference/test_f_divergences.py``:
 
@@ -46,8 +54,8 @@ Notes on the table, each checked numerically in ``tests/inference/test_f_diverge
   the value of the optimal critic at :math:`P = Q` is :math:`f'(1)`: 1 for ``kl``, -1 for ``reverse-kl``,
   :math:`-\log 2` for ``gan``, 0 for the rest (their Table 2's last column).
 * ``jensen-shannon`` is :math:`\mathrm{KL}(P\|M) + \mathrm{KL}(Q\|M) = 2\,\mathrm{JSD}(P, Q)`,
-  :math:`M = (P + Q)/2` (at most :math:`\log 4`): the :math:`f` and :math:`f^*` of Nowozin et al.'s table, whose
-  integral column carries an extra 1/2. ``jensen-shannon-weighted:PI`` is
+  :math:`M = (P + Q)/2` (at most :math:`\log 4`), what the :math:`f` and :math:`f^*` of Nowozin et al.'s table give:
+  twice the usual JSD, mind the factor when comparing. ``jensen-shannon-weighted:PI`` is
   :math:`\pi\,\mathrm{KL}(P\|M_\pi) + (1-\pi)\,\mathrm{KL}(Q\|M_\pi)`, :math:`M_\pi = \pi P + (1-\pi) Q`, so
   ``jensen-shannon-weighted:0.5`` is half of ``jensen-shannon``.
 * ``pearson`` is :math:`\int (p-q)^2/q` and ``neyman`` :math:`\int (q-p)^2/p` (finite for Gaussians only when
@@ -65,17 +73,29 @@ Notes on the table, each checked numerically in ``tests/inference/test_f_diverge
 * ``jeffrey`` is :math:`\mathrm{KL}(P\|Q) + \mathrm{KL}(Q\|P)`; its conjugate uses the Lambert W function,
   computed as the Wright omega function :math:`\omega(1 - t) = W(e^{1-t})` (:mod:`inference.lambert_w`), so very
   negative :math:`t` do not overflow.
-* The activations are those of Nowozin et al.'s Table 2 up to the sign of :math:`v` for ``reverse-kl``, ``neyman``
-  and ``squared-hellinger`` (chosen increasing here); the ``alpha`` rows follow the same pattern (a shifted
-  :math:`\log\sigma` onto :math:`t < 1/(1-A)` for :math:`A < 1`).
+* The activations follow the patterns of Nowozin et al.'s Table 2: the identity onto :math:`\mathbb{R}`,
+  :math:`-e^{-v}` onto :math:`t < 0`, :math:`1 - e^{-v}` onto :math:`t < 1`, a shifted log-sigmoid
+  :math:`c - \log(1 + e^{-v})` onto :math:`t < c`. All are increasing; the tests check that each maps
+  :math:`\mathbb{R}` onto :attr:`FDivergence.t_range` and reaches every :math:`f'(u)`.
+* ``alpha:A`` for :math:`A < 1` uses :math:`g_f(v) = (1 - e^{-v})/(1 - A)`, derived here: it is ``neyman``'s and
+  ``squared-hellinger``'s :math:`1 - e^{-v}` scaled as ``alpha:-1`` = ``neyman``/2 and ``alpha:0.5`` =
+  2 ``squared-hellinger``, it makes the optimal :math:`V^* = (1 - A)\log(p/q)` affine in the log-ratio (like
+  ``kl``, ``reverse-kl``, ``gan``) and :math:`f^*(g_f(v)) = \mathrm{expm1}(Av/(1 - A))/A` closed. The shifted
+  log-sigmoid :math:`\frac1{1-A} - \log(1 + e^{-v})` also maps onto dom :math:`f^*`, but where :math:`q \gg p` its
+  optimal :math:`V` is :math:`-u^{A-1}/(1 - A)`, polynomially large, and with it adversarial training with
+  ``alpha:-1`` diverged in ``benchmarks/fgan_gaussian_mixture.py``. For :math:`A > 1` the identity, as in the
+  paper.
 
 The generator's loss. The generator minimises :math:`F`, whose :math:`\theta`-dependent part is
 :math:`-\mathbb{E}_{Q_\theta}[f^*(g_f(V(x)))]` (:meth:`FDivergence.generator_loss`). Nowozin et al. (Section 3.2)
 also propose, generalising Goodfellow et al.'s non-saturating ``max log D`` heuristic, to *maximise*
 :math:`\mathbb{E}_{Q_\theta}[g_f(V(x))]` instead, i.e. to minimise :math:`-\mathbb{E}_{Q_\theta}[g_f(V(x))]`
-(``generator_loss(v_q, trick=True)``); for ``gan`` that is :math:`-\mathbb{E}_Q[\log D(x)]`. The two share their
-fixed points where the critic is optimal (both push samples towards larger :math:`T`) but the trick is not the
-gradient of :math:`D_f`.
+(``generator_loss(v_q, trick=True)``); for ``gan`` that is :math:`-\mathbb{E}_Q[\log D(x)]`. With the critic at
+its optimum :math:`T^* = f'(p/q)` and held fixed, the saddle-point loss has the gradient of :math:`D_f(P\|Q_\theta)`
+(envelope theorem), :math:`-\mathbb{E}_\epsilon[\frac pq(x)\, \nabla_x T^*(x)\, \partial x/\partial\theta]` for
+:math:`x = x_\theta(\epsilon)` (as :math:`(f^*)'(T^*) = p/q`), while the trick's gradient drops the weight
+:math:`p/q`: both push samples towards larger :math:`T` and both vanish at :math:`Q = P`, but for a model that cannot
+reach :math:`P` the trick's fixed points are in general not the minimisers of :math:`D_f`.
 
 :func:`build_divergence` makes one from a spec, ``"kl"``, ``"alpha:0.5"``, ``"jensen-shannon-weighted:0.3"``;
 :func:`exact_divergence_1d` integrates :math:`D_f` numerically for densities on the line.
@@ -216,7 +236,8 @@ class _WithArg(FDivergence):
     arg: float
 
     def spec(self) -> str:
-        return f"{self.name}:{self.arg:g}"
+        x = self.arg
+        return f"{self.name}:{int(x) if x.is_integer() and abs(x) < 1e15 else repr(x)}"
 
 
 @DIVERGENCES.register("total-variation", paper=PAPER, summary="1/2 int |p - q|; f = |u-1|/2, g = tanh(v)/2")
@@ -422,7 +443,8 @@ class Jeffrey(FDivergence):
                       summary="KL(P||M) + KL(Q||M) = 2 JSD, M = (P+Q)/2; g = log 2 - log(1 + exp(-v))")
 class JensenShannon(FDivergence):
     r"""Jensen-Shannon, Nowozin et al.'s scaling: :math:`\mathrm{KL}(P\|M) + \mathrm{KL}(Q\|M)`,
-    :math:`M = (P + Q)/2` (twice the usual JSD, at most :math:`\log 4`): :math:`f(u) = u\log u - (u + 1)\log\frac{u+1}2`,
+    :math:`M = (P + Q)/2` (twice the usual JSD, at most :math:`\log 4`):
+    :math:`f(u) = u\log u - (u + 1)\log\frac{u+1}2`,
     :math:`f^*(t) = -\log(2 - e^t)` for :math:`t < \log 2`, :math:`g_f(v) = \log 2 - \log(1 + e^{-v}) = \log 2 +
     \log\sigma(v)`, :math:`f'(u) = \log\frac{2u}{1+u}`; so :math:`f^*(g_f(v)) = \mathrm{softplus}(v) - \log 2`."""
 
@@ -551,7 +573,9 @@ class Alpha(_WithArg):
     :math:`f'(u) = \frac{u^{A-1} - 1}{A - 1}`, :math:`f^*(t) = \frac1A (1 + (A - 1)t)^{A/(A-1)} - \frac1A`.
 
     * :math:`A < 1`: :math:`f'` maps :math:`(0, \infty)` onto :math:`(-\infty, \frac1{1-A})` = dom :math:`f^*`;
-      :math:`g_f(v) = \frac1{1-A} - \log(1 + e^{-v})`, so :math:`1 + (A - 1)g_f(v) = (1 - A)\,\mathrm{softplus}(-v)`.
+      :math:`g_f(v) = \frac{1 - e^{-v}}{1 - A}`, so :math:`1 + (A - 1)g_f(v) = e^{-v}`,
+      :math:`f^*(g_f(v)) = \mathrm{expm1}(\frac{A v}{1 - A})/A`, and the optimal critic is
+      :math:`V^* = (1 - A)\log(p/q)`.
     * :math:`A > 1`: :math:`f'` maps onto :math:`(\frac1{1-A}, \infty)`; :math:`g_f(v) = v` and
       :math:`f^*(t) = -1/A = -f(0)` for :math:`t \le \frac1{1-A}` (the supremum at :math:`u \to 0`), so
       :math:`f^*` is the exact conjugate on all of :math:`\mathbb{R}`.
@@ -586,7 +610,7 @@ class Alpha(_WithArg):
     def activation(self, v):
         if self.a > 1:
             return v
-        return 1 / (1 - self.a) - F.softplus(-v)
+        return -torch.expm1(-v) / (1 - self.a)
 
     def f_prime(self, u):
         a = self.a
@@ -596,8 +620,7 @@ class Alpha(_WithArg):
         a = self.a
         if a > 1:
             return self.f_star(v)
-        # 1 + (A-1) g(v) = (1-A) softplus(-v) > 0, raised to A/(A-1) through logs
-        return torch.exp(a / (a - 1) * (math.log(1 - a) + _log_softplus(-v))) / a - 1 / a
+        return torch.expm1(a * v / (1 - a)) / a  # 1 + (A-1) g(v) = e^{-v}, raised to A/(A-1)
 
     def f_log(self, log_u):
         a = self.a
