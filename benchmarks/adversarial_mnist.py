@@ -39,12 +39,13 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_system(name, epochs, seed, quality_samples, folder):
+def run_system(name, epochs, seed, quality_samples, folder, options=None):
+    """``zoo train`` (the system's ``options``, default SYSTEMS[name]) then ``zoo evaluate``; one result row."""
     from zoo.cli.main import main as zoo_main
 
     out = os.path.join(folder, name.replace(":", "-"))
-    argv = ["train", *SYSTEMS[name], "--data", "mnist5k", "--binarize", "none", "--epochs", str(epochs), "--seed",
-            str(seed), "--device", "cpu", "--no-progress", "--out", out, "--overwrite"]
+    argv = ["train", *(options or SYSTEMS[name]), "--data", "mnist5k", "--binarize", "none", "--epochs", str(epochs),
+            "--seed", str(seed), "--device", "cpu", "--no-progress", "--out", out, "--overwrite"]
     if zoo_main(argv) != 0:
         raise SystemExit(f"zoo train failed for {name}")
     if zoo_main(["evaluate", out, "--samples", "100", "--quality-samples", str(quality_samples), "--device", "cpu",
@@ -53,8 +54,12 @@ def run_system(name, epochs, seed, quality_samples, folder):
     summary = json.load(open(os.path.join(out, "eval.json")))
     metrics = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     q = summary["sample_quality"]
+    def mean(key):
+        value = summary.get(key)
+        return value.get("mean") if isinstance(value, dict) else value
+
     return {"system": name, "epochs": epochs, "seed": seed, "train_seconds": sum(r["seconds"] for r in metrics),
-            "nll": (summary.get("nll") or {}).get("mean") if isinstance(summary.get("nll"), dict) else summary.get("nll"),
+            "nll": mean("nll"), "bits_per_dim": mean("bits_per_dim"),
             "quality": {k: q[k] for k in ("frechet_classifier_distance", "kernel_classifier_distance",
                                           "classifier_score", "precision", "recall", "num_samples", "num_real")},
             "reference": {k: summary["sample_quality_reference"][k] for k in (
@@ -71,7 +76,8 @@ def _pm(value, scale=1.0, digits=2):
     return "-" if value is None else f"{value * scale:.{digits}f}"
 
 
-def print_table(results):
+def print_table(results, likelihood="nll"):
+    """The table of result rows; ``likelihood``: the column after recall, ``nll`` (nats) or ``bits_per_dim``."""
     if not results:
         return
     first = results[0]
@@ -80,7 +86,7 @@ def print_table(results):
           f"{clf.get('name', '?')} (test accuracy {clf.get('test_accuracy', float('nan')):.3f}); "
           f"{first['quality']['num_samples']} samples against {first['quality']['num_real']} test digits")
     print(f"{'system':<18} {'FCD':>8} {'KCD x1e3':>14} {'class. score':>14} {'precision':>9} {'recall':>7} "
-          f"{'NLL':>8} {'train s':>8}")
+          f"{'NLL' if likelihood == 'nll' else 'bits/dim':>8} {'train s':>8}")
     ref = first["reference"]
     print(f"{'data (valid)':<18} {_pm(ref['frechet_classifier_distance']):>8} "
           f"{_pm(ref['kernel_classifier_distance'], 1e3):>14} {_pm(ref['classifier_score']):>14} "
@@ -89,7 +95,7 @@ def print_table(results):
         q = r["quality"]
         print(f"{r['system']:<18} {_pm(q['frechet_classifier_distance']):>8} "
               f"{_pm(q['kernel_classifier_distance'], 1e3):>14} {_pm(q['classifier_score']):>14} "
-              f"{_pm(q['precision']):>9} {_pm(q['recall']):>7} {_pm(r['nll'], digits=1):>8} "
+              f"{_pm(q['precision']):>9} {_pm(q['recall']):>7} {_pm(r[likelihood], digits=1 if likelihood == 'nll' else 3):>8} "
               f"{r['train_seconds']:>8.0f}")
 
 
