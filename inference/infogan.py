@@ -19,7 +19,8 @@ generator's step minimises -E log D(G(z, c)) - LAMBDA (L_I[categorical codes] + 
 generator's and Q's parameters (both stepped by the generator's optimizer). LAMBDA = 1 by default: the paper's lambda =
 1 for discrete codes, and the smaller weight for continuous codes that the paper asks for ("a smaller lambda is
 typically used ... since L_I then involves differential entropy", Section 7) is 0.1, the value most
-reimplementations use. ``infogan:0`` is gan-ns (tested: the same generator gradients).
+reimplementations use. ``infogan:0`` is gan-ns (tested: the same generator loss). The optimizers are the paper's
+(appendix): Adam with beta1 = 0.5, lr 1e-3 for the generator and Q, 2e-4 for the critic (``--lr``, ``--critic-lr``).
 
 The divergence estimate of the run (``train_loss``, ``valid_loss``, what picks ``best.pt``) is the value of the
 InfoGAN game, 2 JSD estimate - LAMBDA (L_I[cat] + 0.1 L_I[cont]): lower is better for the generator. Per epoch,
@@ -124,13 +125,19 @@ def _num_codes(model, guide):
     return int(getattr(guide, "categorical", None) or getattr(model, "categorical"))
 
 
+#: Chen et al. 2016, appendix: Adam, lr 2e-4 for D and 1e-3 for G (and Q), beta1 0.5; one D step per G step
+INFOGAN_DEFAULTS = dict(GAN_DEFAULTS, lr=1e-3, critic_lr=2e-4)
+
+
 @OBJECTIVES.register("infogan", arg="LAMBDA", text_arg=True, optional_arg=True,
                      paper="Chen et al. 2016 (InfoGAN)",
                      summary="gan-ns minus LAMBDA times the mutual-information lower bound L_I = E log Q(c|x) + H(c) "
                              "(categorical codes weigh LAMBDA, continuous 0.1 LAMBDA; LAMBDA = 1 unless given)",
-                     **GAN_DEFAULTS)
+                     **INFOGAN_DEFAULTS)
 class InfoGANObjective(NonSaturatingGAN):
     """gan-ns's critic; the generator and Q minimise -log D(G(z, c)) - LAMBDA L_I; see the module docstring."""
+
+    lr, critic_lr = INFOGAN_DEFAULTS["lr"], INFOGAN_DEFAULTS["critic_lr"]
 
     def __init__(self, weight=1.0):
         super().__init__()

@@ -257,6 +257,22 @@ def test_a_killed_infogan_run_resumes_bit_for_bit_and_records_the_bound(tmp_path
     assert json.load(open(os.path.join(full, rd.EVAL)))["code_accuracy"] == acc
 
 
+def test_the_papers_optimizer_settings_are_the_defaults(tmp_path):
+    """Chen et al. 2016, appendix: Adam with beta1 0.5, lr 2e-4 for D and 1e-3 for G; Q rides with G."""
+    from inference.adversarial_training import AdversarialTrainer
+    from zoo.cli.assemble import build_components
+
+    config = _config()
+    comps = build_components(config, torch.device("cpu"))
+    trainer = AdversarialTrainer(comps.model, comps.guide, comps.objective, comps.data,
+                                 TrainConfig(**config["train"]), str(tmp_path), critic=comps.critic)
+    for opt, lr in ((trainer.optimizer, 1e-3), (trainer.critic_optimizer, 2e-4)):
+        assert opt.param_groups[0]["lr"] == lr and tuple(opt.param_groups[0]["betas"]) == (0.5, 0.999)
+    generator = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert {id(p) for p in comps.guide.parameters()} <= generator
+    assert not generator & {id(p) for p in comps.critic.parameters()}
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("argv, message", [
     (["--latent-dim", "12"], "the codes (categorical 10 + continuous 2 = 12 inputs of G) do not fit --latent-dim 12"),
