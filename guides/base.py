@@ -35,6 +35,7 @@ from zoo.errors import ConfigError, ContractError
 from zoo.model import accepts_y, data_plate, modules_referenced
 from zoo.pyro_params import CapturedParams, ParamMessenger
 from zoo.registry import Registry
+from zoo.sequences import step_mask
 from zoo.transforms.cache import CachedTransform
 
 GUIDES = Registry("guide")
@@ -61,6 +62,9 @@ class AmortizedGuide(nn.Module):
         self.input_dims = {s.name: self.context_dim + sum(widths[d] for d in s.depends_on) for s in sites}
         self._to_model = {s.name: _model_space_transforms(s) for s in sites}
         self._shapes = {s.name: s.value_shape for s in sites}
+        # sequence models (zoo/sequences.py): the latent of a padded step is masked here as in the model
+        self._site_steps = model.latent_site_steps() if hasattr(model, "latent_site_steps") else {}
+        self._step_dim = getattr(model, "step_dim", None)
 
     def site_distribution(self, site, context: torch.Tensor):
         """q(site | x, parents) given the per-point context (h(x) and the parents' values), batch shape context[:-1]."""
@@ -69,19 +73,28 @@ class AmortizedGuide(nn.Module):
     def forward(self, x: torch.Tensor, y=None) -> Dict[str, torch.Tensor]:
         h = self.encoder(x)
         values = {}
+        masks = step_mask(x, self._step_dim) if self._site_steps else None
         with data_plate(x):
             for site in self.sites:
-                context = h
-                if site.depends_on:
-                    parents = [_flat(values[d], self._shapes[d]) for d in site.depends_on]
-                    shape = torch.broadcast_shapes(h.shape[:-1], *(p.shape[:-1] for p in parents))
-                    context = torch.cat([t.expand(shape + t.shape[-1:]) for t in [h] + parents], dim=-1)
-                fn = self.site_distribution(site, context)
-                transforms = self._to_model[site.name]
-                if transforms:
-                    fn = dist.TransformedDistribution(fn, transforms, validate_args=False)  # log-det included
-                values[site.name] = pyro.sample(site.name, fn)
+                if masks is not None and site.name in self._site_steps:
+                    with poutine.mask(mask=masks[..., self._site_steps[site.name]]):
+                        values[site.name] = self._sample_site(site, h, values)
+                    continue
+                values[site.name] = self._sample_site(site, h, values)
         return values
+
+    def _sample_site(self, site, h, values):
+        """Sample one site from q(site | h(x), its parents' values)."""
+        context = h
+        if site.depends_on:
+            parents = [_flat(values[d], self._shapes[d]) for d in site.depends_on]
+            shape = torch.broadcast_shapes(h.shape[:-1], *(p.shape[:-1] for p in parents))
+            context = torch.cat([t.expand(shape + t.shape[-1:]) for t in [h] + parents], dim=-1)
+        fn = self.site_distribution(site, context)
+        transforms = self._to_model[site.name]
+        if transforms:
+            fn = dist.TransformedDistribution(fn, transforms, validate_args=False)  # log-det included
+        return pyro.sample(site.name, fn)
 
 
 def _flat(value: torch.Tensor, shape) -> torch.Tensor:

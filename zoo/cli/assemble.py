@@ -161,7 +161,8 @@ def build_model(name: str, data, opts: dict):
     else:
         params = _parameters(factory)
         takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-        given = {"data_dim": data.dim, "image_shape": data.image_shape}
+        given = {"data_dim": data.dim, "image_shape": data.image_shape,
+                 "sequence_shape": getattr(data, "sequence_shape", None)}  # only to models that take it
         kwargs = {k: v for k, v in given.items() if k in params or takes_any}
         try:
             model = factory(*([] if arg is None else [parse_arg(arg)]), **kwargs, **opts)
@@ -172,6 +173,10 @@ def build_model(name: str, data, opts: dict):
             raise ConfigError(f"model {label!r} is a {type(model).__name__}, not a Pyro model (a function "
                               f"model(x, y=None), an nn.Module whose forward is one, or a zoo model class)")
         model = TracedModel(model, data.dim, data.image_shape, name=label)
+    if getattr(data, "sequence_shape", None) is not None and not getattr(model, "is_sequence_model", False):
+        raise ConfigError(f"data set {data.name!r} holds sequences (N, T, D) = (N, {data.sequence_shape[0]}, "
+                          f"{data.sequence_shape[1]}) with lengths, but model {label!r} reads flat vectors; choose a "
+                          f"sequence model (lgssm, vrnn) or flat data (e.g. mnist5k for mnist5k-rows)")
     return model
 
 

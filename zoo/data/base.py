@@ -8,6 +8,11 @@ int64 labels ``y`` of shape (N,). Pixel data are scaled to [0, 1]. Binarization 
   binarized once with a fixed seed so that evaluations are comparable;
 * ``static``  -- every split is binarized once, seeded;
 * ``none``    -- the grey levels are kept (Gaussian / discretized likelihoods).
+
+Sequence data sets (:mod:`zoo.data.sequences`) hold x of shape (N, T, D) flattened row-major to (N, T*D) like images,
+say so with ``sequence_shape = (T, D)``, and give each split's per-point ``lengths`` (int64 (N,), 1..T). The steps of a
+point beyond its length are NaN in x, so every mini-batch row carries its own mask (``zoo.sequences.step_mask``)
+through training, evaluation and sampling whatever indexes it; binarization leaves NaN padding as it is.
 """
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple
@@ -26,12 +31,14 @@ BINARIZATIONS = ("dynamic", "static", "none")
 class Split:
     x: torch.Tensor
     y: Optional[torch.Tensor] = None
+    lengths: Optional[torch.Tensor] = None  # sequences: steps per point, int64 (N,); the steps beyond are NaN in x
 
     def __len__(self):
         return self.x.shape[0]
 
     def to(self, device):
-        return Split(self.x.to(device), None if self.y is None else self.y.to(device))
+        return Split(self.x.to(device), None if self.y is None else self.y.to(device),
+                     None if self.lengths is None else self.lengths.to(device))
 
 
 @dataclass
@@ -45,6 +52,7 @@ class Dataset:
     num_classes: Optional[int] = None
     seed: int = 0
     info: dict = field(default_factory=dict)  # provenance shown in reports (source, split sizes, ...)
+    sequence_shape: Optional[Tuple[int, int]] = None  # (T, D) when each point is a sequence of T steps of D values
 
     @property
     def dim(self) -> int:
@@ -53,11 +61,12 @@ class Dataset:
     @property
     def is_binary(self) -> bool:
         """True when every value the model will see is in {0, 1}."""
-        return self.binarize != "none" or bool(((self.train.x == 0) | (self.train.x == 1)).all())
+        x = self.train.x
+        return self.binarize != "none" or bool(((x == 0) | (x == 1) | torch.isnan(x)).all())  # NaN: padding
 
     def to(self, device):
         return Dataset(self.name, self.train.to(device), self.valid.to(device), self.test.to(device), self.binarize,
-                       self.image_shape, self.num_classes, self.seed, dict(self.info))
+                       self.image_shape, self.num_classes, self.seed, dict(self.info), self.sequence_shape)
 
     def train_epoch_x(self, epoch: int) -> torch.Tensor:
         """The training inputs the model sees in ``epoch``: dynamic binarization is redrawn per epoch, on the data's
@@ -65,6 +74,8 @@ class Dataset:
         if self.binarize != "dynamic":
             return self.train.x
         gen = torch.Generator(device=self.train.x.device).manual_seed(_mix(self.seed, 1 + epoch))
+        if self.sequence_shape is not None:  # NaN padding stays padding
+            return _keep_padding(self.train.x, torch.bernoulli(self.train.x.nan_to_num(0.0), generator=gen))
         return torch.bernoulli(self.train.x, generator=gen)
 
 
@@ -75,7 +86,12 @@ def _mix(seed: int, stream: int) -> int:
 def binarize_fixed(x: torch.Tensor, seed: int, stream: int) -> torch.Tensor:
     """One seeded Bernoulli draw of grey levels in [0, 1] (static binarization, and the fixed valid/test draw)."""
     gen = torch.Generator(device=x.device).manual_seed(_mix(seed, 10_000 + stream))
-    return torch.bernoulli(x, generator=gen)
+    return _keep_padding(x, torch.bernoulli(x.nan_to_num(0.0), generator=gen))
+
+
+def _keep_padding(x: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+    """``drawn`` with NaN where x is NaN (the padding of sequences)."""
+    return torch.where(torch.isnan(x), x, drawn)
 
 
 SPLIT_SEED = 12345  # the zoo's fixed split seed: every run of every model sees the same train/valid/test points
@@ -111,20 +127,23 @@ def fixed_split(n: int, n_valid: int, n_test: int, labels: Optional[Sequence[int
     return np.sort(train), np.sort(valid), np.sort(test)
 
 
-def finalize(name, train, valid, test, binarize, seed, image_shape=None, num_classes=None, info=None) -> Dataset:
+def finalize(name, train, valid, test, binarize, seed, image_shape=None, num_classes=None, info=None,
+             sequence_shape=None) -> Dataset:
     """Apply the binarization policy to grey-level splits in [0, 1] and return the :class:`Dataset`."""
     if binarize not in BINARIZATIONS:
         raise ConfigError(f"--binarize must be one of {', '.join(BINARIZATIONS)}, got {binarize!r}")
     if binarize != "none":
         for split in (train, valid, test):
-            if split.x.numel() and (split.x.min() < 0 or split.x.max() > 1):
+            v = split.x.nan_to_num(0.5)  # sequences' NaN padding is no value
+            if v.numel() and (v.min() < 0 or v.max() > 1):
                 raise ConfigError(f"data set {name!r}: binarization needs values in [0, 1]; "
-                                  f"found [{split.x.min():.3g}, {split.x.max():.3g}]")
-        valid = Split(binarize_fixed(valid.x, seed, 1), valid.y)
-        test = Split(binarize_fixed(test.x, seed, 2), test.y)
+                                  f"found [{v.min():.3g}, {v.max():.3g}]")
+        valid = Split(binarize_fixed(valid.x, seed, 1), valid.y, valid.lengths)
+        test = Split(binarize_fixed(test.x, seed, 2), test.y, test.lengths)
         if binarize == "static":
-            train = Split(binarize_fixed(train.x, seed, 0), train.y)
-    return Dataset(name, train, valid, test, binarize, image_shape, num_classes, seed, dict(info or {}))
+            train = Split(binarize_fixed(train.x, seed, 0), train.y, train.lengths)
+    return Dataset(name, train, valid, test, binarize, image_shape, num_classes, seed, dict(info or {}),
+                   None if sequence_shape is None else tuple(sequence_shape))
 
 
 def load_dataset(spec: str, binarize: Optional[str] = None, seed: int = 0, root: Optional[str] = None) -> Dataset:

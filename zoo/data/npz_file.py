@@ -8,7 +8,9 @@ Two layouts are accepted:
   none): the user's split; a missing ``x_valid`` is carved from train (10 %, fixed seed).
 
 Inputs may be vectors (N, D) or images (N, H, W) / (N, C, H, W), which are flattened (``image_shape`` remembers the
-fold). Whole-number data in 0..255 with a maximum above 1 (``uint8`` pixels, or the same values stored as int or
+fold). Sequences: ``x`` of shape (N, T, D) with ``lengths`` (N,) (each 1..T; T for every fixed-length sequence) and
+optional ``y``, in the ``x`` layout only: a sequence data set (:mod:`zoo.data.sequences`; steps beyond a length are
+padding, never scored). Whole-number data in 0..255 with a maximum above 1 (``uint8`` pixels, or the same values stored as int or
 float) are treated as 8-bit grey levels and divided by 255; binary 0/1 data are kept as
 they are. Every problem with the file is a :class:`~zoo.errors.DataError` that says what is wrong and what to do.
 """
@@ -39,6 +41,8 @@ def dataset_from_arrays(arrays: dict, path: str, binarize: str = "none", seed: i
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     if "x" in arrays and "x_train" in arrays:
         raise DataError(f"{path}: holds both 'x' and 'x_train'; keep one layout ({SAVE_HINT})")
+    if "lengths" in arrays or any(k.startswith("lengths_") for k in arrays):
+        return _sequences_from_arrays(arrays, name, path, binarize, seed, source)
     if "x" in arrays:
         x, image_shape = _features(path, "x", arrays["x"])
         y = _labels(path, "y", arrays.get("y"), len(x))
@@ -94,6 +98,24 @@ def dataset_from_arrays(arrays: dict, path: str, binarize: str = "none", seed: i
     to_split = [Split(torch.from_numpy(xk), None if yk is None else torch.from_numpy(yk)) for xk, yk in zip(xs, ys)]
     return finalize(name, *to_split, binarize=binarize, seed=seed, image_shape=image_shape,
                     num_classes=num_classes, info=info)
+
+
+def _sequences_from_arrays(arrays: dict, name: str, path: str, binarize: str, seed: int, source: str = None):
+    """Sequences x (N, T, D) with their lengths (N,): a sequence data set (:mod:`zoo.data.sequences`)."""
+    from zoo.data.sequences import dataset_from_sequences
+
+    if "x" not in arrays or "lengths" not in arrays:
+        raise DataError(f"{path}: sequences are read from 'x' (N, T, D) with 'lengths' (N,) (found: "
+                        f"{', '.join(sorted(arrays))}); save them with np.savez(path, x=X, lengths=L[, y=Y])")
+    x = arrays["x"]
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{path}: 'x' has non-numeric dtype {x.dtype}; store numbers (float, int, uint8 or bool)")
+    if x.ndim != 3:
+        raise DataError(f"{path}: 'x' has shape {x.shape}, but a file with 'lengths' holds sequences of shape "
+                        f"(N, T, D)" + (" -- for one value per step use x[..., None]" if x.ndim == 2 else ""))
+    y = _labels(path, "y", arrays.get("y"), len(x))
+    return dataset_from_sequences(x, arrays["lengths"], y, name, path, binarize, seed,
+                                  source or f"npz file {os.path.abspath(path)}")
 
 
 def _read(path):
