@@ -38,7 +38,7 @@ def _name(model) -> str:
 
 @GUIDES.register("infogan", paper="Chen et al. 2016 (InfoGAN's auxiliary Q)",
                  summary="auxiliary Q(c|x) of InfoGAN: categorical logits and a factored Gaussian over the continuous "
-                         "codes (the default of `infogan`)", supports=("categorical", "real"))
+                         "codes (the default of `infogan`)", supports=("categorical", "real"), only_for="infogan")
 class InfoGANGuide(nn.Module):
     """Q(c|x) Q(c'|x); see the module docstring."""
 

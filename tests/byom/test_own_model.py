@@ -37,7 +37,9 @@ def real_guides():
     register_all()
     specs = []
     for e in GUIDES:
-        if "real" in e.meta.get("supports", ()) and not e.meta.get("discrete"):
+        # density-less guides (implicit, deterministic) have their own objectives; some guides serve one model family
+        if ("real" in e.meta.get("supports", ()) and not e.meta.get("discrete") and not e.meta.get("implicit")
+                and not e.meta.get("only_for")):
             specs.append(e.name + (":2" if e.arg else ""))
     return specs
 
