@@ -221,7 +221,8 @@ def cmd_list(args):
                             ("data sets", DATASETS)):
         print(f"{title}:")
         for entry in registry:
-            name = entry.name + (f":{entry.arg}" if entry.arg else "")
+            name = entry.name + (f"[:{entry.arg}]" if entry.arg and entry.meta.get("optional_arg") else
+                                 f":{entry.arg}" if entry.arg else "")
             paper = f"  [{entry.paper}]" if entry.paper else ""
             print(f"  {name:<22} {entry.summary}{paper}")
     return 0
