@@ -27,6 +27,16 @@ another local minimum than the best one, that local minimum is printed after the
 follow it). ``kl`` covers both modes (moment matching: :math:`\mu^* = E_P x`, :math:`\sigma^{*2} = Var_P x`),
 ``reverse-kl`` sits on the heavier mode.
 
+What it showed (seed 0, 3000 steps): the generator lands on the exact minimiser (within 0.03 in mu and sigma, D_f
+within 0.001) for kl, reverse-kl, pearson, neyman, jensen-shannon-weighted:0.3 and alpha at 0.5, 2 and -1, and within
+0.04 for squared-hellinger; jensen-shannon and gan land on the covering local minimum (0.68, 2.15) that L-BFGS also
+reaches from (0, 1) (the global one sits on the heavier mode); jeffrey stays too wide (sigma 2.13 against 1.95, D_f
+1.381 against 1.335, the same with critic lr 3e-3, generator lr 5e-3 or 6000 steps: the critic's optimum there,
+1 + log u - 1/u, is steep where q >> p, few samples fall there and f* grows only like log there, so the critic
+under-fits it and the generator feels too little of the reverse-KL half); total-variation diverges (sigma -> 47):
+its optimal critic is the step +-1/2, flat wherever p != q, so the generator is pushed only at the crossings, spreads
+as every mode-seeking divergence first does from (0, 1), and never feels the pull back.
+
     python benchmarks/fgan_gaussian_mixture.py                    # all 11 (alpha at 0.5, 2, -1), 3000 steps each
     python benchmarks/fgan_gaussian_mixture.py --divergences kl reverse-kl alpha:2 --steps 1500
 """

@@ -6,7 +6,7 @@
 * Lambert W / Wright omega: W e^W = x to 1e-12 relative in float64 from -1/e to e^700, gradients by gradcheck;
 * exact_divergence_1d against the Gaussians' closed forms (KL, chi^2, Hellinger, alpha, JS relations);
 * the estimator: a small critic trained with Adam reaches the numerically integrated D_f for every divergence (two
-  Gaussians; a mixture against a Gaussian for four), its T = g_f(V) approaches f'(p/q), and no estimate exceeds D_f
+  Gaussians; a mixture against a Gaussian for three), its T = g_f(V) approaches f'(p/q), and no estimate exceeds D_f
   by more than its Monte Carlo error;
 * adversarial training of a Gaussian generator (benchmarks/fgan_gaussian_mixture.py) lands near the exact minimiser
   of D_f(P || Q_theta) for kl (covers the modes) and reverse-kl (picks one);
