@@ -60,7 +60,7 @@ Notes on the table, each checked numerically in ``tests/inference/test_f_diverge
   ``jensen-shannon-weighted:0.5`` is half of ``jensen-shannon``.
 * ``pearson`` is :math:`\int (p-q)^2/q` and ``neyman`` :math:`\int (q-p)^2/p` (finite for Gaussians only when
   :math:`\sigma_q^2 > \sigma_p^2/2`, resp. :math:`\sigma_p^2 > \sigma_q^2/2`).
-* ``alpha:A`` (any real :math:`A \ne 0, 1`) is Amari's alpha-divergence
+* ``alpha:A`` (any real :math:`A \ne 0, 1`) is the alpha-divergence
   :math:`D = \frac{\int p^A q^{1-A} - 1}{A(A-1)}`; :math:`A \to 1` is KL(P||Q) (``kl``), :math:`A \to 0` is
   KL(Q||P) (``reverse-kl``), :math:`A = 1/2` is 2 ``squared-hellinger``, :math:`A = 2` is ``pearson`` / 2 and
   :math:`A = -1` is ``neyman`` / 2. For :math:`A > 1` the activation is the identity and :math:`f^*` is the exact
@@ -221,7 +221,8 @@ class FDivergence:
 
     def perspective(self, log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
         r"""The integrand :math:`q f(p/q)` from log-densities: :math:`q f(u)` where :math:`u \le 1` and
-        :math:`p \cdot f(u)/u` where :math:`u > 1`, so no factor overflows where the other underflows."""
+        :math:`p \cdot f(u)/u` where :math:`u > 1`, so no factor overflows where the other underflows (meant for
+        float64: log-ratios are clamped to :math:`\pm 700`, the range of its exponential)."""
         log_u = (log_p - log_q).clamp(-700.0, 700.0)
         below = log_u <= 0
         zero = torch.zeros_like(log_u)
@@ -565,10 +566,11 @@ class GAN(FDivergence):
         return -torch.log1p(s) - s * (log_u + torch.log1p(s))
 
 
-@DIVERGENCES.register("alpha", arg="A", paper=PAPER + "; Amari 1985",
+@DIVERGENCES.register("alpha", arg="A", paper=PAPER + "; Cichocki & Amari 2010",
                       summary="(int p^A q^(1-A) - 1) / (A(A-1)), A real, not 0 or 1")
 class Alpha(_WithArg):
-    r"""Amari's alpha-divergence, :math:`A \notin \{0, 1\}`:
+    r"""The alpha-divergence (Amari's family, parameterised as by Cichocki & Amari 2010 and Nowozin et al.),
+    :math:`A \notin \{0, 1\}`:
     :math:`D = \frac{\int p^A q^{1-A} - 1}{A(A - 1)}`, :math:`f(u) = \frac{u^A - 1 - A(u - 1)}{A(A - 1)}`,
     :math:`f'(u) = \frac{u^{A-1} - 1}{A - 1}`, :math:`f^*(t) = \frac1A (1 + (A - 1)t)^{A/(A-1)} - \frac1A`.
 
