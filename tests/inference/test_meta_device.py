@@ -23,6 +23,7 @@ NO_META_KERNEL = {"svae": "torch has no meta kernel for the Beta/Dirichlet sampl
 # Pyro's TraceEnum_ELBO reads `mask.all()` of its enumerated probabilities (one host sync a step inside Pyro): models
 # whose default objective is `enum` are run here with the zoo's own enumerated IWAE bound instead
 ON_META_INSTEAD = {"enum": "iwae-enum:3"}
+# a model's registry meta may name its data (the sequence models: data="mnist5k-rows" / "lgssm-synthetic"), else digits
 # InfoGAN's --latent-dim is G's whole input: its codes (10 classes + 2 continuous) and at least one noise unit
 LATENT_DIM = {"infogan": 14}
 
@@ -45,7 +46,8 @@ def test_every_model_trains_on_the_meta_device(name):
                "hidden": None if hidden is None else [min(h, 64) for h in hidden]}
     objective = model_default(name, "objective", "elbo")
     config = make_config(name, model_default(name, "guide", "diagonal"), ON_META_INSTEAD.get(objective, objective),
-                         "digits", model_default(name, "binarize", "dynamic"), options, TrainConfig(epochs=1),
+                         model_default(name, "data", "digits"), model_default(name, "binarize", "dynamic"), options,
+                         TrainConfig(epochs=1),
                          device="cpu")
     comps = build_components(config, torch.device("cpu"))
     x = comps.data.train.x[:6]

@@ -19,7 +19,7 @@ from inference.checkpoint import load
 from inference.infogan import InfoGANObjective, hungarian_accuracy, information_terms, matched_accuracy
 from inference.training import TrainConfig
 from zoo.cli.main import main as zoo_main
-from zoo.cli.runs import evaluate_run, make_config, train_run
+from zoo.cli.runs import make_config, train_run
 from zoo.infogan import InfoGAN
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -214,7 +214,7 @@ def _config(epochs=2, checkpoint_every=0, objective="infogan"):
     return config
 
 
-def test_a_killed_infogan_run_resumes_bit_for_bit_and_records_the_bound(tmp_path):
+def test_a_killed_infogan_run_resumes_bit_for_bit_and_records_the_bound(tmp_path, capsys):
     full, crashed = str(tmp_path / "full"), str(tmp_path / "crashed")
     train_run(_config(checkpoint_every=4), full, progress=False)
 
@@ -248,13 +248,15 @@ def test_a_killed_infogan_run_resumes_bit_for_bit_and_records_the_bound(tmp_path
     n_gen = len(list(InfoGAN(64, latent_dim=16, hidden=[32], width=8, image_shape=(1, 8, 8)).parameters()))
     assert len(a["optimizer"]["state"]) > n_gen
 
-    summary = evaluate_run(full, progress=False, quality_samples=0)
+    code, stdout, err = run(["evaluate", full, "--quality-samples", "0", "--no-progress", "--device", "cpu"], capsys)
+    assert code == 0, err
+    summary = json.load(open(os.path.join(full, rd.EVAL)))
     assert summary["implicit"] and summary["nll"] is None
+    assert f"{'code accuracy':<18} {100 * summary['code_accuracy']['mean']:9.2f}% +- " in stdout
     acc = summary["code_accuracy"]
     assert 0 <= acc["mean"] <= 1 and acc["se"] >= 0 and len(summary["code_confusion"]) == K
     assert sum(map(sum, summary["code_confusion"])) == summary["protocol"]["num_points"] == sum(summary["code_usage"])
     assert sorted(summary["code_matching"].values()) == list(range(K))
-    assert json.load(open(os.path.join(full, rd.EVAL)))["code_accuracy"] == acc
 
 
 def test_the_papers_optimizer_settings_are_the_defaults(tmp_path):

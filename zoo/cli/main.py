@@ -105,7 +105,8 @@ def build_parser():
     t.add_argument("--label-repeat", type=_label_repeat, default=None, metavar="R|auto",
                    help="with --labels: R copies of each labelled point in the training split (default: the "
                         "model's; auto for m2, m1+m2: labelled points make about 20%% of the split)")
-    t.add_argument("--data", default="mnist5k", help="a registered data set or a path to an .npz file")
+    t.add_argument("--data", default=None, help="a registered data set or a path to an .npz file (default: the "
+                   "model's own, mnist5k for most, mnist5k-rows for the sequence models)")
     t.add_argument("--data-root", default=None, help="folder of downloadable data sets (default $ZOO_DATA or ./data)")
     t.add_argument("--binarize", choices=["dynamic", "static", "none"], default=None,
                    help="default: the model's (none for flow models) or the data set's own (dynamic for MNIST-like "
@@ -271,6 +272,7 @@ def cmd_train(args):
         args.model = canonical(args.model)  # a file reference is recorded with its absolute path
         args.guide = canonical(args.guide or model_default(args.model, "guide", "diagonal"))
         args.objective = canonical(args.objective or model_default(args.model, "objective", "elbo"))
+        args.data = args.data or model_default(args.model, "data", "mnist5k")  # sequence models: mnist5k-rows
         args.data, args.prior, args.likelihood = (canonical(v) for v in (args.data, args.prior, args.likelihood))
         out = args.out or os.path.join("runs", "-".join(_slug(v) for v in (args.model, args.guide, args.data)))
         from zoo.cli.assemble import GENERAL_OPTIONS, check_general_options
@@ -352,6 +354,10 @@ def print_eval(summary: dict, out=None):
         print(f"{proto['data']} {proto['split']} split, {proto['num_points']} points, binarization "
               f"{proto['binarize']}", file=out)
         print(f"  {'NLL':<18} {'none':>10}  ({summary.get('nll_reason')})", file=out)
+        if isinstance(summary.get("code_accuracy"), dict):  # infogan: argmax Q(c|x) matched one-to-one to the labels
+            ca = summary["code_accuracy"]
+            print(f"  {'code accuracy':<18} {100 * ca['mean']:9.2f}% +- {100 * ca['se']:.2f}  (best one-to-one "
+                  f"matching of the categorical code to the labels)", file=out)
         print_sample_quality(summary, out)
         return
     if str(proto.get("estimator", "")).startswith("exact"):  # no latent variables: the NLL is exact, no bound, no KL
@@ -365,6 +371,10 @@ def print_eval(summary: dict, out=None):
                                                                    "se": summary["recon"]["se"]})]
     if "bits_per_dim" in summary:
         rows.append(("bits/dim", summary["bits_per_dim"]))
+    if "nll_per_step" in summary:  # sequences: the rows above are per sequence
+        rows += [("NLL per step", summary["nll_per_step"]), ("-ELBO per step", summary["neg_elbo_per_step"])]
+    if "exact_nll" in summary:  # lgssm: the Kalman filter's exact value beside the estimate
+        rows.append(("NLL (exact)", summary["exact_nll"]))
     print(f"{proto['data']} {proto['split']} split, {proto['num_points']} points, binarization {proto['binarize']}",
           file=out)
     for name, v in rows:

@@ -205,6 +205,7 @@ def _likelihood_summary(comps, split, data_split, num_samples, batch_size, progr
             f"{bins}-level data dequantized to [0,1]^D with fixed seeded uniform noise; NLL in nats of that "
             f"density (logit Jacobian included); bits/dim = NLL/(D ln 2) + log2({bins})")
     semi_supervised.add_evaluation(summary, comps, data_split)  # test_error; m2: y summed out in log p(x)
+    _add_sequence_evaluation(summary, samples, comps, data_split)
     ais_log_px = None
     if ais and not exact:
         from inference.ais import evaluate_ais
@@ -229,6 +230,29 @@ def _likelihood_summary(comps, split, data_split, num_samples, batch_size, progr
     if ais_log_px is not None:
         points["ais_log_px"] = torch.as_tensor(ais_log_px)
     return summary, points
+
+
+def _add_sequence_evaluation(summary: dict, samples: dict, comps, data_split):
+    """Sequences: the numbers above are per sequence (log p(x_<=L)); add them per step (each sequence's value divided
+    by its length L, then averaged), and for a model with an exact likelihood (lgssm: the Kalman filter) the exact
+    NLL beside the estimate."""
+    shape = getattr(comps.data, "sequence_shape", None)
+    if shape is None:
+        return
+    from inference.evaluation import mean_se
+    from zoo.sequences import lengths_of
+
+    steps = lengths_of(data_split.x, shape[1]).double().cpu().numpy()
+    summary["nll_per_step"] = mean_se(-samples["log_px"] / steps)
+    summary["neg_elbo_per_step"] = mean_se(-samples["elbo"] / steps)
+    summary["protocol"]["sequences"] = {"steps": shape[0], "step_dim": shape[1], "mean_length": float(steps.mean()),
+                                        "per_step": "each sequence's log p(x_<=L) / L, averaged over sequences"}
+    exact = getattr(comps.model, "exact_log_likelihood", None)
+    if callable(exact):
+        with torch.no_grad():
+            values = torch.cat([exact(data_split.x[i:i + 500]) for i in range(0, len(data_split), 500)])
+        summary["exact_nll"] = mean_se(-values.cpu().numpy())
+        summary["protocol"]["exact"] = "Kalman filter (zoo/kalman.py)"
 
 
 def _classifier_data(comps):
