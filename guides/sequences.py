@@ -63,7 +63,7 @@ def _cat(a: torch.Tensor, b: Optional[torch.Tensor], width: int) -> torch.Tensor
 
 @GUIDES.register("filtering", paper="Chung et al. 2015; Krishnan, Shalit & Sontag 2017 (the forward-RNN guide)",
                  summary="sequences: q(z_t | z_{t-1}, x_<=t), a forward GRU over x and an MLP on [g_t, z_{t-1}]",
-                 supports=("real",), only_for="sequence models")
+                 supports=("real",), only_for="sequence models", sequences=True)
 class FilteringGuide(SequenceGuide):
     guide_name = "filtering"
 
@@ -93,7 +93,7 @@ def reverse_within_lengths(xs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
 @GUIDES.register("smoothing", paper="Krishnan, Shalit & Sontag 2017 (DMM, ST-R combiner)",
                  summary="sequences: q(z_t | z_{t-1}, x_t..x_L), a GRU reading each sequence backwards and the DMM "
                          "combiner (tanh(W z_{t-1}) + g_t)/2",
-                 supports=("real",), only_for="sequence models")
+                 supports=("real",), only_for="sequence models", sequences=True)
 class SmoothingGuide(SequenceGuide):
     guide_name = "smoothing"
 
@@ -123,7 +123,7 @@ class SmoothingGuide(SequenceGuide):
 
 
 @GUIDES.register("vrnn", paper="Chung et al. 2015", summary="VRNN's q(z_t | x_t, h_{t-1}) on the model's own "
-                 "features and recurrence (vrnn models)", supports=("real",), only_for="vrnn")
+                 "features and recurrence (vrnn models)", supports=("real",), only_for="vrnn", sequences=True)
 class VRNNGuide(SequenceGuide):
     guide_name = "vrnn"
 

@@ -66,6 +66,9 @@ class LGSSM(SequenceModel):
             fn = dist.Normal(loc, r, validate_args=False).to_event(1).mask(mask).to_event(1)
             return pyro.sample("x", fn, obs=xs)
 
+    def observed_is_discrete(self) -> bool:
+        return False  # Gaussian emissions: a density, no bits/dim
+
     def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         """(B,) exact log p(x_1..x_L) of each sequence by the Kalman filter, in float64."""
         xs, mask = self.split(x)

@@ -61,7 +61,8 @@ def test_every_model_trains_on_the_meta_device(name):
 
 
 @pytest.mark.parametrize("guide", [f"{e.name}:2" if e.arg else e.name for e in GUIDES
-                                   if e.name not in ("none", "semi-supervised", "vmf", "infogan")])
+                                   if e.name not in ("none", "semi-supervised", "vmf", "infogan")
+                                   and not e.meta.get("sequences")])
 @pytest.mark.parametrize("objective", ["elbo", "iwae:3"])
 def test_every_posterior_guide_trains_on_the_meta_device(guide, objective):
     pyro.enable_validation(False)
@@ -70,6 +71,23 @@ def test_every_posterior_guide_trains_on_the_meta_device(guide, objective):
     loss, grads = _on_meta(model, g, build_objective(objective), torch.bernoulli(torch.full((5, 12), 0.5)))
     assert loss.device.type == "meta"
     assert len(grads) == len(list(model.parameters()) + list(g.parameters()))
+    assert all(gr.device.type == "meta" for gr in grads)
+
+
+@pytest.mark.parametrize("guide", [e.name for e in GUIDES if e.meta.get("sequences")])
+@pytest.mark.parametrize("objective", ["elbo", "iwae:3"])
+def test_every_sequence_guide_trains_on_the_meta_device(guide, objective):
+    """The sequence guides (registry meta sequences=True) with a vrnn, on padded sequences of several lengths."""
+    from zoo.vrnn import VRNN
+
+    pyro.enable_validation(False)
+    model = VRNN(12, (4, 3), latent_dim=2, hidden=(8,), likelihood="gaussian")
+    g = build_guide(guide, model)
+    x = torch.randn(5, 4, 3)
+    x[1, 2:] = float("nan")  # a sequence of length 2: padding
+    loss, grads = _on_meta(model, g, build_objective(objective), x.reshape(5, 12))
+    assert loss.device.type == "meta"
+    assert len(grads) == len({id(p) for p in list(model.parameters()) + list(g.parameters())})
     assert all(gr.device.type == "meta" for gr in grads)
 
 
