@@ -13,23 +13,17 @@ log-density 0 is *not* log q. :attr:`ImplicitGuide.implicit` tells the rest of t
 refuse it (:func:`check_objective_fits`, called where a run is assembled), training goes through ``avb``
 (:mod:`inference.avb`), whose critic T(x, z) stands in for log q(z|x) - log p(z).
 
-Evaluation (``zoo evaluate``) cannot use Delta's zero as log q either. It importance-samples log p(x) with
-:class:`FittedGaussianProposal`: for every test point, S draws of the implicit q(z|x) (S = 128), their mean and
-covariance (plus a ridge), and a full-covariance Gaussian with those moments per latent site (sites independent) as
-the proposal r(z|x). log p(x) ~= logsumexp_k [log p(x, z_k) - log r(z_k|x)] - log K, z_k ~ r, is an ordinary
-importance-sampling estimate with a proposal that has a density and full support: consistent in K, and a stochastic
-lower bound of log p(x) in expectation (Jensen), like the zoo's estimate for explicit guides. Its k-hat says how well
-r covers the posterior. The -ELBO, KL and reconstruction columns of that evaluation are those of r, not of the
-implicit q (whose ELBO has no estimate without T).
+Evaluation (``zoo evaluate``) cannot use Delta's zero as log q either: it importance-samples log p(x) with a proposal
+that has a density, a full-covariance Gaussian per test point started from the moments of 128 draws of q(z|x)
+(:mod:`inference.fitted_proposal`, which says how and why it is refined), and writes so in eval.json's protocol.
 """
-from typing import Dict, Sequence
+from typing import Dict
 
 import pyro
 import pyro.distributions as dist
 import torch
-from torch import nn
 
-from guides.base import GUIDES, AmortizedGuide, _flat
+from guides.base import GUIDES, AmortizedGuide
 from zoo.errors import ConfigError
 from zoo.model import data_plate
 from zoo.networks.mlp import MLP
@@ -115,60 +109,3 @@ class ImplicitGuide(AmortizedGuide):
     def extra_repr(self):
         return f"noise_dim={self.noise_dim}, hidden={self.hidden}"
 
-
-class FittedGaussianProposal(nn.Module):
-    """A proposal with a density for importance-sampling log p(x) under a model trained with an implicit guide.
-
-    For each data point and latent site: the mean m and covariance C of ``num_fit`` draws of the implicit q(u | x)
-    (u the site's unconstrained value), and r(u | x) = N(m, ``inflate`` (C + ``ridge`` I)), pushed to the model's
-    support like any zoo guide (log-det included). Sites are independent under r. The fit is made once per mini-batch
-    tensor (every particle chunk of that batch uses the same r) and never differentiated."""
-
-    implicit = False
-
-    def __init__(self, guide: ImplicitGuide, num_fit: int = 128, ridge: float = 1e-4, inflate: float = 1.0):
-        super().__init__()
-        if num_fit < 2:
-            raise ConfigError(f"the fitted proposal needs at least 2 draws of q(z|x) per point, got {num_fit}")
-        self.implicit_guide = guide
-        self.num_fit, self.ridge, self.inflate = int(num_fit), float(ridge), float(inflate)
-        self._fitted_for, self._fit = None, None
-
-    def describe(self) -> str:
-        return (f"implicit guide (no density log q(z|x)): proposal r(z|x) per test point and latent site = "
-                f"N(mean, {self.inflate:g} (cov + {self.ridge:g} I)) of {self.num_fit} draws of the implicit q(z|x) "
-                f"(full covariance, sites independent); log w = log p(x, z) - log r(z|x); -ELBO, KL and recon are "
-                f"those of r")
-
-    @torch.no_grad()
-    def fit(self, x: torch.Tensor):
-        draws = self.implicit_guide.draw_unconstrained(x, self.num_fit)
-        fit = {}
-        for name, u in draws.items():
-            u = u.float()
-            mean = u.mean(0)
-            centred = (u - mean).transpose(0, 1)  # (B, S, d)
-            cov = centred.transpose(-1, -2) @ centred / (self.num_fit - 1)
-            eye = torch.eye(u.shape[-1], dtype=u.dtype, device=u.device)
-            cov = self.inflate * (cov + self.ridge * eye)
-            fit[name] = (mean, torch.linalg.cholesky(cov))
-        self._fitted_for, self._fit = x, fit
-        return fit
-
-    def forward(self, x: torch.Tensor, y=None) -> Dict[str, torch.Tensor]:
-        fit = self._fit if self._fitted_for is x else self.fit(x)
-        guide, values = self.implicit_guide, {}
-        with data_plate(x):
-            for site in guide.sites:
-                loc, scale_tril = fit[site.name]
-                fn = dist.MultivariateNormal(loc, scale_tril=scale_tril, validate_args=False)
-                transforms = guide._to_model[site.name]
-                if transforms:
-                    fn = dist.TransformedDistribution(fn, transforms, validate_args=False)
-                values[site.name] = pyro.sample(site.name, fn)
-        return values
-
-
-def flat_latents(sites: Sequence, values: Dict[str, torch.Tensor]) -> torch.Tensor:
-    """The latents' values (..., B, *shape) concatenated in the model's site order: (..., B, total size)."""
-    return torch.cat([_flat(values[s.name], s.value_shape) for s in sites], dim=-1)

@@ -137,14 +137,15 @@ def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, kee
             summary.update(extras(comps.model, comps.guide, comps.data, split))
     else:
         guide = comps.guide
-        if getattr(guide, "implicit", False):  # no log q(z|x) (avb): a Gaussian proposal fitted to q's draws
-            from guides.implicit import FittedGaussianProposal
+        if getattr(guide, "implicit", False):  # no log q(z|x) (avb): a Gaussian proposal fitted per point
+            from inference.fitted_proposal import FittedGaussianProposal
 
-            comps.guide = FittedGaussianProposal(guide)
+            comps.guide = FittedGaussianProposal(guide, comps.model).prepare(data_split.x, batch_size)
         summary, points = _likelihood_summary(comps, split, data_split, num_samples, batch_size, progress,
                                               keep_log_weights, precision, ais)
         if comps.guide is not guide:
             summary["protocol"]["proposal"] = comps.guide.describe()
+            summary["proposal_fit"] = comps.guide.fit_summary()
             comps.guide = guide
     _add_sample_quality(summary, comps, split, quality_samples, progress)
     metrics = rd.read_metrics(run_dir)
