@@ -93,7 +93,7 @@ def test_weight_without_counts_is_the_batch_ratio(m2):
 
 
 def test_the_defaults_weigh_what_the_docstring_says():
-    """m2's defaults (alpha 200, z 3) and m1+m2's (alpha 50, z 3), and the weights zoo/m2.py's docstring states for
+    """m2's defaults (alpha 200, z 3) and m1+m2's (alpha 10, z 3), and the weights zoo/m2.py's docstring states for
     them on a split of mnist5k's size: 100 labels of 4000 repeated r = 10 times (auto), each occurrence 200 * 4000 /
     (10 * 100) = 800, 8000 per labelled point and pass; 1000 labels, r = 1: 800 per labelled point and pass."""
     from inference.enumeration import classification_weight
@@ -101,7 +101,7 @@ def test_the_defaults_weigh_what_the_docstring_says():
     from zoo.m1m2 import M1M2
 
     assert (M2(6).alpha, M2(6).latent_dim) == (200.0, 3)
-    assert (M1M2(6, m1_latent_dim=4).alpha, M1M2(6, m1_latent_dim=4).latent_dim) == (50.0, 3)
+    assert (M1M2(6, m1_latent_dim=4).alpha, M1M2(6, m1_latent_dim=4).latent_dim) == (10.0, 3)
     assert model_default("m2", "latent_dim", 20) == 3 and model_default("m1+m2", "latent_dim", 20) == 3
     x = torch.zeros(4000, 6)
     y = torch.arange(4000) % 10

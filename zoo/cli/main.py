@@ -99,7 +99,7 @@ def build_parser():
     t.add_argument("--labels", type=_positive_int, default=None,
                    help="keep N training labels (class-balanced, seeded by --seed), hide the rest (semi-supervised)")
     t.add_argument("--alpha", type=_nonneg_float, default=None,
-                   help="m2, m1+m2: weight of the classification term per data point (default 200 for m2, 50 for m1+m2, "
+                   help="m2, m1+m2: weight of the classification term per data point (default 200 for m2, 10 for m1+m2, "
                         "measured; the paper's 0.1 needs thousands of epochs; see zoo/m2.py)")
     t.add_argument("--m1-run", default=None, metavar="DIR", help="m1+m2: the trained M1 run whose features M2 models")
     t.add_argument("--label-repeat", type=_label_repeat, default=None, metavar="R|auto",
@@ -115,7 +115,7 @@ def build_parser():
                    help="a registered likelihood (`zoo list`: bernoulli, gaussian, discretized-logistic, ...) or auto")
     t.add_argument("--sigma", type=_positive_float, default=0.1, help="scale of a fixed Gaussian likelihood")
     t.add_argument("--prior", default="standard")
-    t.add_argument("--latent-dim", type=_positive_int, default=None, help="default 20 (gan, dcgan: 64)")
+    t.add_argument("--latent-dim", type=_positive_int, default=None, help="default 20 (gan, dcgan: 64; m2, m1+m2: 3)")
     t.add_argument("--latent-dim1", type=_positive_int, default=None,
                    help="size of the lower layer z1 of a hierarchical model (hvae; default: --latent-dim)")
     t.add_argument("--hidden", type=_hidden, default=None,
