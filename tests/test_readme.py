@@ -16,12 +16,13 @@ def test_readme_lists_every_registered_component():
     from inference.objectives import OBJECTIVES
     from zoo.data import DATASETS
     from zoo.model import MODELS
+    from inference.f_divergences import DIVERGENCES
     from zoo.critics import CRITICS
     from zoo.priors import PRIORS
 
     register_all()
     text = _readme()
-    missing = [f"{reg.kind} {e.name}" for reg in (MODELS, GUIDES, OBJECTIVES, PRIORS, DATASETS, CRITICS) for e in reg
+    missing = [f"{reg.kind} {e.name}" for reg in (MODELS, GUIDES, OBJECTIVES, PRIORS, DATASETS, CRITICS, DIVERGENCES) for e in reg
                if f"`{e.name}" not in text]
     assert not missing, f"README.md does not mention: {', '.join(missing)}"
 
