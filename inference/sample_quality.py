@@ -29,17 +29,23 @@ PR_K = 3
 
 
 def draw_samples(model, n: int, like: torch.Tensor, draw: bool, chunk: int = SAMPLE_CHUNK, seed: int = 0,
-                 clip: Optional[tuple] = None) -> torch.Tensor:
-    """n samples of ``model.sample`` (``mean=not draw`` where the model takes it), in chunks, seeded."""
+                 clip: Optional[tuple] = None, progress=None) -> torch.Tensor:
+    """n samples of ``model.sample`` (``mean=not draw`` where the model takes it), seeded, in chunks that grow from
+    50 to ``chunk`` (a model that samples one dimension at a time, MAF or a PixelCNN decoder, shows its rate on the
+    ``progress`` bar after the first small chunk)."""
     takes_mean = "mean" in inspect.signature(model.sample).parameters
     device = like.device
-    out = []
+    out, done, size = [], 0, min(50, chunk)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
         torch.manual_seed(seed)
-        for start in range(0, n, chunk):
-            k = min(chunk, n - start)
+        while done < n:
+            k = min(size, n - done)
             x = model.sample(k, like, mean=not draw) if takes_mean else model.sample(k, like)
             out.append(x.reshape(k, -1).float())
+            done += k
+            size = min(2 * size, chunk)
+            if progress is not None:
+                progress.update(k)
     x = torch.cat(out)
     return x if clip is None else x.clamp(*clip)
 
@@ -74,10 +80,10 @@ def minimum_points() -> int:
 
 
 def sample_quality(model, clf, real: torch.Tensor, num_samples: int, draw: bool, clip=None, seed: int = 0,
-                   real_split: str = "test") -> dict:
+                   real_split: str = "test", progress=None) -> dict:
     """eval.json's ``sample_quality``: ``num_samples`` samples of ``model`` against the points ``real``."""
     t0 = time.perf_counter()
-    fake = draw_samples(model, num_samples, real, draw, seed=seed, clip=clip)
+    fake = draw_samples(model, num_samples, real, draw, seed=seed, clip=clip, progress=progress)
     finite = torch.isfinite(fake).all(1)
     if not bool(finite.all()):
         raise FloatingPointError(f"{int((~finite).sum())} of {num_samples} samples are not finite")

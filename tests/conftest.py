@@ -4,18 +4,21 @@ import torch
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _classifier_cache(tmp_path_factory):
-    """The feature classifiers of the sample-quality metrics are cached in one folder per test session (never the
-    user's ~/.cache): each is trained once per session, and tests that need a cold cache set ZOO_CACHE_DIR themselves."""
+def _sample_quality_settings(tmp_path_factory):
+    """Sample-quality metrics in tests: the feature classifiers are cached in one folder per session (never the user's
+    ~/.cache), so each is trained once, and `zoo evaluate` draws 200 samples by default instead of 2000 (tests that
+    check the metrics pass --quality-samples themselves)."""
     import os
 
-    saved = os.environ.get("ZOO_CACHE_DIR")
-    os.environ["ZOO_CACHE_DIR"] = str(tmp_path_factory.mktemp("zoo-cache"))
+    settings = {"ZOO_CACHE_DIR": str(tmp_path_factory.mktemp("zoo-cache")), "ZOO_QUALITY_SAMPLES": "200"}
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
     yield
-    if saved is None:
-        os.environ.pop("ZOO_CACHE_DIR", None)
-    else:
-        os.environ["ZOO_CACHE_DIR"] = saved
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(autouse=True)

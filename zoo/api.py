@@ -177,11 +177,12 @@ def load(run_dir: Union[str, Run]) -> Run:
 
 def evaluate(run: Union[str, Run], samples: int = 5000, split: str = "test", batch_size: int = 100,
              device: str = "auto", precision: str = "fp32", progress: bool = True, estimator: str = "is",
-             chains: int = 16, leapfrog: int = 10, bdmc: int = 0, quality_samples: int = 2000) -> dict:
+             chains: int = 16, leapfrog: int = 10, bdmc: int = 0, quality_samples: Optional[int] = None) -> dict:
     """Evaluate a run with the zoo's protocol (as ``zoo evaluate``); writes and returns its eval.json content.
     ``estimator="ais:T"`` adds annealed importance sampling (``chains``, ``leapfrog``; ``bdmc=N`` simulated points
     for bidirectional Monte Carlo), as ``zoo evaluate --estimator ais:T``. ``quality_samples=N`` samples for the
-    sample-quality metrics (``sample_quality`` in the result; 0 skips them), as ``--quality-samples N``."""
+    sample-quality metrics (``sample_quality`` in the result; 0 skips them; default 2000 or $ZOO_QUALITY_SAMPLES), as
+    ``--quality-samples N``."""
     from inference.ais import parse_estimator
     from zoo.cli.runs import evaluate_run
 

@@ -172,9 +172,9 @@ def build_parser():
     e.add_argument("--bdmc", type=_nonneg_int, default=0, metavar="N",
                    help="with ais:T: bidirectional Monte Carlo on N points simulated from the model (forward and "
                         "reverse AIS bound the exact log p(x); their gap says how far AIS with this T can be off)")
-    e.add_argument("--quality-samples", type=_nonneg_int, default=2000, metavar="N",
+    e.add_argument("--quality-samples", type=_nonneg_int, default=None, metavar="N",
                    help="samples for the sample-quality metrics (FCD, KCD, classifier score, precision/recall through "
-                        "the zoo's own classifier; 0 skips them)")
+                        "the zoo's own classifier; 0 skips them; default 2000, or $ZOO_QUALITY_SAMPLES)")
     e.add_argument("--device", default="auto")
     e.add_argument("--no-progress", action="store_true")
 
@@ -191,8 +191,9 @@ def build_parser():
     r.add_argument("--samples", type=_positive_int, default=5000, help="importance samples K for runs evaluated now")
     r.add_argument("--title", default=None)
     r.add_argument("--reevaluate", action="store_true", help="re-evaluate every run with --samples")
-    r.add_argument("--quality-samples", type=_nonneg_int, default=2000, metavar="N",
-                   help="samples for the sample-quality metrics of runs evaluated now (0 skips them)")
+    r.add_argument("--quality-samples", type=_nonneg_int, default=None, metavar="N",
+                   help="samples for the sample-quality metrics of runs evaluated now (0 skips them; default 2000, "
+                        "or $ZOO_QUALITY_SAMPLES)")
     r.add_argument("--device", default="auto")
     r.add_argument("--no-progress", action="store_true")
 

@@ -91,11 +91,28 @@ def _train_run(config: dict, out: str, resume: bool, on_step, progress, objects)
 
 
 DEFAULT_QUALITY_SAMPLES = 2000
+QUALITY_SAMPLES_ENV = "ZOO_QUALITY_SAMPLES"
+
+
+def default_quality_samples() -> int:
+    """The default number of samples for the sample-quality metrics: $ZOO_QUALITY_SAMPLES when set (the test suite
+    sets a small one), else :data:`DEFAULT_QUALITY_SAMPLES`."""
+    text = os.environ.get(QUALITY_SAMPLES_ENV, "").strip()
+    if not text:
+        return DEFAULT_QUALITY_SAMPLES
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"${QUALITY_SAMPLES_ENV} must be a non-negative integer (0 skips the sample-quality "
+                          f"metrics), got {text!r}")
+    return value
 
 
 def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", batch_size: int = 100,
                  device=None, progress=True, keep_log_weights=True, precision="fp32", ais: Optional[dict] = None,
-                 quality_samples: int = DEFAULT_QUALITY_SAMPLES) -> dict:
+                 quality_samples: Optional[int] = None) -> dict:
     """Evaluate the best weights of a run with the zoo's protocol; write eval.json and eval_points.pt.
 
     The two files are one evaluation: eval_points.pt is written first and eval.json last, both carrying the same
@@ -106,11 +123,13 @@ def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", bat
     (:mod:`inference.ais`) as ``ais`` beside the importance-sampled ``nll``, and with N > 0 bidirectional Monte Carlo
     on N simulated points, which says how far AIS with that T can be off.
 
-    ``quality_samples`` N > 0 adds the sample-quality metrics (:mod:`inference.sample_quality`: N samples against
+    ``quality_samples`` N > 0 (default :func:`default_quality_samples`) adds the sample-quality metrics (:mod:`inference.sample_quality`: N samples against
     the split's points through the zoo's feature classifier) as ``sample_quality``, and the same metrics of the
     other real split as ``sample_quality_reference``; where they cannot be computed (no labels, a model that cannot
     sample) ``sample_quality_reason`` says why. An implicit generator (``model.implicit``: x = G(z), no density)
     gets no NLL, ELBO or k-hat (``nll`` null and ``nll_reason``), only sample quality."""
+    if quality_samples is None:
+        quality_samples = default_quality_samples()
     if quality_samples < 0:
         raise ConfigError(f"--quality-samples must be 0 (skip) or a positive number of samples, got {quality_samples}")
     rd.read_config(run_dir)  # a missing or damaged run says so before anything is created
@@ -299,12 +318,21 @@ def _add_sample_quality(summary: dict, comps, split: str, quality_samples: int, 
     clip = None
     if comps.data.image_shape is not None and float(real.x.min()) >= 0 and float(real.x.max()) <= 1:
         clip = (0.0, 1.0)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=quality_samples, desc="sampling for sample quality", unit="sample", leave=False,
+                   dynamic_ncols=True, mininterval=0.5)
     try:
         part = sq.sample_quality(comps.model, clf, real.x, quality_samples, draw=binarized, clip=clip,
-                                 real_split=split)
+                                 real_split=split, progress=bar)
     except Exception as e:  # noqa: BLE001 - a model that cannot sample is said, not a failed evaluation
         first = str(e).splitlines()[0] if str(e) else ""
         return skip(f"the model could not be sampled: {type(e).__name__}{': ' + first if first else ''}")
+    finally:
+        if bar is not None:
+            bar.close()
     info = {k: v for k, v in clf.info.items() if k != "valid_accuracy_per_epoch"}
     part["classifier"] = info
     if clf.notes:
