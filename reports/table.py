@@ -224,7 +224,8 @@ def protocol_lines(df: pd.DataFrame) -> List[str]:
                      "compare their rows with care:")
         for _, r in df.iterrows():
             lines.append(f"{r['run']}: {r['split']} split of {r['data']} ({int(r['num_points'])} points), binarization "
-                         f"{r['binarize']}, " + ("exact log-likelihood" if r["exact"] else f"K={int(r['K'])}"))
+                         f"{r['binarize']}, " + ("no likelihood (implicit generator)" if r.get("implicit") is True
+                                                 else "exact log-likelihood" if r["exact"] else f"K={int(r['K'])}"))
     if implicit:
         lines.append(f"Implicit generators ({', '.join(implicit)}): x = G(z) has no density, so there is no NLL, "
                      "-ELBO, KL or k-hat; they are compared by sample quality (the table below).")
@@ -239,7 +240,8 @@ def protocol_lines(df: pd.DataFrame) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------------------ sample quality
-QUALITY_COLUMNS = ("FCD (zoo classifier)", "KCD (zoo classifier)", "classifier score", "precision", "recall")
+QUALITY_COLUMNS = ("FCD (zoo classifier) \u2193", "KCD (zoo classifier) \u2193", "classifier score \u2191",
+                   "precision \u2191", "recall \u2191")
 
 
 def _g(v, digits=3) -> str:
@@ -270,8 +272,8 @@ def quality_table(df: pd.DataFrame) -> pd.DataFrame:
             row[QUALITY_COLUMNS[0]] = f"none: {r['quality_reason']}"
         else:
             row.update({QUALITY_COLUMNS[0]: _g(r["fcd"]), QUALITY_COLUMNS[1]: _g_pm(r["kcd"], r["kcd_se"]),
-                        QUALITY_COLUMNS[2]: _g_pm(r["score"], r["score_se"]), "precision": f"{r['precision']:.3f}",
-                        "recall": f"{r['recall']:.3f}"})
+                        QUALITY_COLUMNS[2]: _pm(r["score"], r["score_se"]), QUALITY_COLUMNS[3]: f"{r['precision']:.3f}",
+                        QUALITY_COLUMNS[4]: f"{r['recall']:.3f}"})
             ref = r["quality_reference"]
             if ref is not None and _reference_key(r) not in refs:
                 refs[_reference_key(r)] = ref
@@ -282,8 +284,8 @@ def quality_table(df: pd.DataFrame) -> pd.DataFrame:
                      QUALITY_COLUMNS[0]: _g(ref["frechet_classifier_distance"]),
                      QUALITY_COLUMNS[1]: _g_pm(ref["kernel_classifier_distance"]["mean"],
                                                ref["kernel_classifier_distance"]["se"]),
-                     QUALITY_COLUMNS[2]: _g_pm(ref["classifier_score"]["mean"], ref["classifier_score"]["se"]),
-                     "precision": f"{ref['precision']:.3f}", "recall": f"{ref['recall']:.3f}"})
+                     QUALITY_COLUMNS[2]: _pm(ref["classifier_score"]["mean"], ref["classifier_score"]["se"]),
+                     QUALITY_COLUMNS[3]: f"{ref['precision']:.3f}", QUALITY_COLUMNS[4]: f"{ref['recall']:.3f}"})
     return pd.DataFrame(rows)
 
 
@@ -301,7 +303,7 @@ def quality_caption(df: pd.DataFrame) -> List[str]:
         f"test points, in the features and predictions of the zoo's own classifier ({'; '.join(classifiers)}), "
         "trained on the data set's training split. These are not the Inception-based FID, KID and IS of the GAN "
         "literature, and their values are not comparable with published ones.",
-        "FCD: Fréchet distance between Gaussians fitted to the classifier's penultimate-layer features (lower is "
+        "\u2193 lower is better, \u2191 higher is better. FCD: Fréchet distance between Gaussians fitted to the classifier's penultimate-layer features (lower is "
         "better; biased upwards at small sample sizes, so compare rows at equal sizes). KCD: unbiased MMD² with the "
         "cubic polynomial kernel (Binkowski et al. 2018), mean ± standard error over disjoint subsets (0 for the "
         "data's own distribution). Classifier score: exp(E KL(p(y|x) || p(y))) (Salimans et al. 2016), from 1 "
