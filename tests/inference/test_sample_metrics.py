@@ -242,6 +242,14 @@ def test_evaluate_writes_and_prints_sample_quality(tmp_path, capsys):
     for words in ("sample quality: 300 samples vs 180 test points", "FCD (zoo classifier)", "KCD (zoo classifier)",
                   "classifier score", "precision (k=3)", "recall (k=3)", "data (180 valid)"):
         assert words in text, words
+    # a damaged sample_quality in eval.json is one line naming the file (the report then re-evaluates)
+    from zoo.cli.runs import read_eval
+    from zoo.errors import RunDirError
+
+    damaged = dict(ev, sample_quality={"frechet_classifier_distance": "big"})
+    json.dump(damaged, open(os.path.join(out, "eval.json"), "w"))
+    with pytest.raises(RunDirError, match="its sample_quality is not what `zoo evaluate` writes"):
+        read_eval(out)
     assert main(["evaluate", out, "--samples", "5", "--quality-samples", "0", "--no-progress"]) == 0
     ev = json.load(open(os.path.join(out, "eval.json")))
     assert "sample_quality" not in ev and "--quality-samples 0" in ev["sample_quality_reason"]
