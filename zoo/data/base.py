@@ -13,6 +13,11 @@ Sequence data sets (:mod:`zoo.data.sequences`) hold x of shape (N, T, D) flatten
 say so with ``sequence_shape = (T, D)``, and give each split's per-point ``lengths`` (int64 (N,), 1..T). The steps of a
 point beyond its length are NaN in x, so every mini-batch row carries its own mask (``zoo.sequences.step_mask``)
 through training, evaluation and sampling whatever indexes it; binarization leaves NaN padding as it is.
+
+Multimodal data sets (:mod:`zoo.data.multimodal`) hold M named modalities per point, each flattened and concatenated in
+order into x (N, D1 + ... + DM); ``modalities`` lists them (:class:`zoo.multimodal.Modality`: name, dimension, image
+shape or None, kind) and so gives the split points. A modality missing from a point is NaN over its whole slice, so the
+availability mask travels with every mini-batch row like the sequences' padding (``zoo.multimodal.presence``).
 """
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple
@@ -53,6 +58,7 @@ class Dataset:
     seed: int = 0
     info: dict = field(default_factory=dict)  # provenance shown in reports (source, split sizes, ...)
     sequence_shape: Optional[Tuple[int, int]] = None  # (T, D) when each point is a sequence of T steps of D values
+    modalities: Optional[tuple] = None  # multimodal data: zoo.multimodal.Modality per slice of x, in order
 
     @property
     def dim(self) -> int:
@@ -66,7 +72,8 @@ class Dataset:
 
     def to(self, device):
         return Dataset(self.name, self.train.to(device), self.valid.to(device), self.test.to(device), self.binarize,
-                       self.image_shape, self.num_classes, self.seed, dict(self.info), self.sequence_shape)
+                       self.image_shape, self.num_classes, self.seed, dict(self.info), self.sequence_shape,
+                       self.modalities)
 
     def train_epoch_x(self, epoch: int) -> torch.Tensor:
         """The training inputs the model sees in ``epoch``: dynamic binarization is redrawn per epoch, on the data's
@@ -74,7 +81,7 @@ class Dataset:
         if self.binarize != "dynamic":
             return self.train.x
         gen = torch.Generator(device=self.train.x.device).manual_seed(_mix(self.seed, 1 + epoch))
-        if self.sequence_shape is not None:  # NaN padding stays padding
+        if self.sequence_shape is not None or self.modalities is not None:  # NaN padding / missing modality stays
             return _keep_padding(self.train.x, torch.bernoulli(self.train.x.nan_to_num(0.0), generator=gen))
         return torch.bernoulli(self.train.x, generator=gen)
 
@@ -128,7 +135,7 @@ def fixed_split(n: int, n_valid: int, n_test: int, labels: Optional[Sequence[int
 
 
 def finalize(name, train, valid, test, binarize, seed, image_shape=None, num_classes=None, info=None,
-             sequence_shape=None) -> Dataset:
+             sequence_shape=None, modalities=None) -> Dataset:
     """Apply the binarization policy to grey-level splits in [0, 1] and return the :class:`Dataset`."""
     if binarize not in BINARIZATIONS:
         raise ConfigError(f"--binarize must be one of {', '.join(BINARIZATIONS)}, got {binarize!r}")
@@ -143,7 +150,8 @@ def finalize(name, train, valid, test, binarize, seed, image_shape=None, num_cla
         if binarize == "static":
             train = Split(binarize_fixed(train.x, seed, 0), train.y, train.lengths)
     return Dataset(name, train, valid, test, binarize, image_shape, num_classes, seed, dict(info or {}),
-                   None if sequence_shape is None else tuple(sequence_shape))
+                   None if sequence_shape is None else tuple(sequence_shape),
+                   None if modalities is None else tuple(modalities))
 
 
 def load_dataset(spec: str, binarize: Optional[str] = None, seed: int = 0, root: Optional[str] = None) -> Dataset:
