@@ -162,7 +162,8 @@ def build_model(name: str, data, opts: dict):
         params = _parameters(factory)
         takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
         given = {"data_dim": data.dim, "image_shape": data.image_shape,
-                 "sequence_shape": getattr(data, "sequence_shape", None)}  # only to models that take it
+                 "sequence_shape": getattr(data, "sequence_shape", None),  # only to models that take them
+                 "modalities": getattr(data, "modalities", None)}
         kwargs = {k: v for k, v in given.items() if k in params or takes_any}
         try:
             model = factory(*([] if arg is None else [parse_arg(arg)]), **kwargs, **opts)
@@ -177,6 +178,10 @@ def build_model(name: str, data, opts: dict):
         raise ConfigError(f"data set {data.name!r} holds sequences (N, T, D) = (N, {data.sequence_shape[0]}, "
                           f"{data.sequence_shape[1]}) with lengths, but model {label!r} reads flat vectors; choose a "
                           f"sequence model (lgssm, vrnn) or flat data (e.g. mnist5k for mnist5k-rows)")
+    if getattr(data, "modalities", None) is not None and not getattr(model, "is_multimodal_model", False):
+        raise ConfigError(f"data set {data.name!r} holds several modalities "
+                          f"({', '.join(m.name for m in data.modalities)}) per point, some possibly missing, but "
+                          f"model {label!r} reads one vector; choose a multimodal model (mvae) or one-modality data")
     return model
 
 

@@ -3,6 +3,6 @@
 See :mod:`zoo.data.base` for the contract (splits, binarization) and each loader module for its source paper.
 """
 from zoo.data.base import BINARIZATIONS, DATASETS, Dataset, Split, load_dataset
-from zoo.data import digits, frey, mnist5k, npz_file, sequences, torchvision_sets, toy2d  # noqa: F401,E501  (register the loaders)
+from zoo.data import digits, frey, mnist5k, multimodal, npz_file, sequences, torchvision_sets, toy2d  # noqa: F401,E501  (register the loaders)
 
 __all__ = ["DATASETS", "Dataset", "Split", "load_dataset", "BINARIZATIONS"]

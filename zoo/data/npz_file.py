@@ -10,7 +10,8 @@ Two layouts are accepted:
 Inputs may be vectors (N, D) or images (N, H, W) / (N, C, H, W), which are flattened (``image_shape`` remembers the
 fold). Sequences: ``x`` of shape (N, T, D) with ``lengths`` (N,) (each 1..T; T for every fixed-length sequence) and
 optional ``y``, in the ``x`` layout only: a sequence data set (:mod:`zoo.data.sequences`; steps beyond a length are
-padding, never scored). Whole-number data in 0..255 with a maximum above 1 (``uint8`` pixels, or the same values stored as int or
+padding, never scored). Multimodal: arrays ``modality_<name>`` with optional ``mask_<name>`` and ``y``
+(:mod:`zoo.data.multimodal`). Whole-number data in 0..255 with a maximum above 1 (``uint8`` pixels, or the same values stored as int or
 float) are treated as 8-bit grey levels and divided by 255; binary 0/1 data are kept as
 they are. Every problem with the file is a :class:`~zoo.errors.DataError` that says what is wrong and what to do.
 """
@@ -41,6 +42,10 @@ def dataset_from_arrays(arrays: dict, path: str, binarize: str = "none", seed: i
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     if "x" in arrays and "x_train" in arrays:
         raise DataError(f"{path}: holds both 'x' and 'x_train'; keep one layout ({SAVE_HINT})")
+    if any(k.startswith("modality_") for k in arrays):  # named modalities (zoo/data/multimodal.py)
+        from zoo.data.multimodal import dataset_from_modalities
+
+        return dataset_from_modalities(arrays, path, binarize, seed, source)
     if "lengths" in arrays or any(k.startswith("lengths_") for k in arrays):
         return _sequences_from_arrays(arrays, name, path, binarize, seed, source)
     if "x" in arrays:
