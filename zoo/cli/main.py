@@ -376,6 +376,10 @@ def print_eval(summary: dict, out=None):
         rows += [("NLL per step", summary["nll_per_step"]), ("-ELBO per step", summary["neg_elbo_per_step"])]
     if "exact_nll" in summary:  # lgssm: the Kalman filter's exact value beside the estimate
         rows.append(("NLL (exact)", summary["exact_nll"]))
+    for name, v in (summary.get("multimodal") or {}).get("marginal_nll", {}).items():  # mvae: log p(x_m)
+        rows.append((f"NLL {name}", v))
+    for name, v in (summary.get("multimodal") or {}).get("conditional_nll", {}).items():  # -log p(x_rest | x_m)
+        rows.append((f"NLL {name}", v))
     print(f"{proto['data']} {proto['split']} split, {proto['num_points']} points, binarization {proto['binarize']}",
           file=out)
     for name, v in rows:

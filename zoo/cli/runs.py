@@ -226,6 +226,12 @@ def _likelihood_summary(comps, split, data_split, num_samples, batch_size, progr
             f"density (logit Jacobian included); bits/dim = NLL/(D ln 2) + log2({bins})")
     semi_supervised.add_evaluation(summary, comps, data_split)  # test_error; m2: y summed out in log p(x)
     _add_sequence_evaluation(summary, samples, comps, data_split)
+    if getattr(comps.model, "is_multimodal_model", False):  # mvae: each marginal and conditional (inference/multimodal.py)
+        from inference.multimodal import multimodal_evaluation
+
+        summary["multimodal"], marginals = multimodal_evaluation(
+            comps.model, comps.guide, data_split.x, samples["log_px"], num_samples, batch_size, precision)
+        samples.update({f"log_p_{name}": v for name, v in marginals.items()})
     ais_log_px = None
     if ais and not exact:
         from inference.ais import evaluate_ais
@@ -298,6 +304,8 @@ def _add_sample_quality(summary: dict, comps, split: str, quality_samples: int, 
 
     if quality_samples == 0:
         return skip("skipped (--quality-samples 0)")
+    if getattr(comps.data, "modalities", None) is not None:
+        return skip("multimodal data: the zoo's feature classifier reads one image, not a row of several modalities")
     real = getattr(comps.data, split)
     other_split = "valid" if split == "test" else "test"
     other = getattr(comps.data, other_split)
