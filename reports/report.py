@@ -244,6 +244,14 @@ def _family_figures(section: RunSection, comps, folder: str, rel, has_latents: b
             name = os.path.basename(png)
             section.figures.append((rel(name), FLOW_CAPTIONS.get(name, name)))
         return
+    from reports.multimodal_figures import is_multimodal, multimodal_figures
+
+    if is_multimodal(comps.model):  # mvae: cross-modal generation and joint samples
+        made = _attempt(section, "cross-modal generation",
+                        lambda: multimodal_figures(comps.model, comps.guide, comps.data, folder), log)
+        for png, caption in made or []:
+            section.figures.append((rel(os.path.basename(png)), caption))
+        return
     from reports.semi_supervised_figures import is_class_conditional, semi_supervised_figures
 
     if not is_class_conditional(comps.model, comps.guide)[0]:
