@@ -133,12 +133,15 @@ class MixtureOfExperts(TorchDistribution):
         M, device = self.num_experts, self.loc.device
         n_points = shape[-1]
         strata = torch.arange(int(torch.Size(shape[:-1]).numel()), device=device).reshape(shape[:-1] + (1,))
-        offset = torch.randint(M, (n_points,), device=device)
+        # two uniforms per draw whatever M (the random stream does not depend on the number of experts): the offset
+        # r of each point, and the present expert that replaces an absent one
+        offset = (torch.rand(n_points, device=device) * M).long().clamp_max(M - 1)
         chosen = (strata + offset) % M
         present = self.present.expand(shape + (M,))
-        # an absent expert's draw goes to a uniformly chosen present expert (Gumbel-max over the present ones)
-        gumbel = -torch.log(-torch.log(torch.rand(shape + (M,), device=device).clamp(1e-20, 1.0)).clamp_min(1e-20))
-        fallback = torch.where(present, gumbel, torch.full((), -math.inf, device=device)).argmax(-1)
+        count = present.sum(-1)
+        j = (torch.rand(shape, device=device) * count).long().clamp_max(count - 1)  # uniform among the present ones
+        rank = present.long().cumsum(-1) - 1
+        fallback = (present & (rank == j.unsqueeze(-1))).long().argmax(-1)
         ok = torch.gather(present, -1, chosen.unsqueeze(-1)).squeeze(-1)
         return torch.where(ok, chosen, fallback)
 
