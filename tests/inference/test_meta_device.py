@@ -23,7 +23,8 @@ NO_META_KERNEL = {"svae": "torch has no meta kernel for the Beta/Dirichlet sampl
 # Pyro's TraceEnum_ELBO reads `mask.all()` of its enumerated probabilities (one host sync a step inside Pyro): models
 # whose default objective is `enum` are run here with the zoo's own enumerated IWAE bound instead
 ON_META_INSTEAD = {"enum": "iwae-enum:3"}
-# a model's registry meta may name its data (the sequence models: data="mnist5k-rows" / "lgssm-synthetic"), else digits
+# a model's registry meta may name its data (the sequence models: data="mnist5k-rows" / "lgssm-synthetic"; mvae:
+# "mnist5k-colour"), else digits
 # InfoGAN's --latent-dim is G's whole input: its codes (10 classes + 2 continuous) and at least one noise unit
 LATENT_DIM = {"infogan": 14}
 
@@ -62,7 +63,7 @@ def test_every_model_trains_on_the_meta_device(name):
 
 @pytest.mark.parametrize("guide", [f"{e.name}:2" if e.arg else e.name for e in GUIDES
                                    if e.name not in ("none", "semi-supervised", "vmf", "infogan")
-                                   and not e.meta.get("sequences")])
+                                   and not e.meta.get("sequences") and not e.meta.get("multimodal")])
 @pytest.mark.parametrize("objective", ["elbo", "iwae:3"])
 def test_every_posterior_guide_trains_on_the_meta_device(guide, objective):
     pyro.enable_validation(False)
@@ -86,6 +87,24 @@ def test_every_sequence_guide_trains_on_the_meta_device(guide, objective):
     x = torch.randn(5, 4, 3)
     x[1, 2:] = float("nan")  # a sequence of length 2: padding
     loss, grads = _on_meta(model, g, build_objective(objective), x.reshape(5, 12))
+    assert loss.device.type == "meta"
+    assert len(grads) == len({id(p) for p in list(model.parameters()) + list(g.parameters())})
+    assert all(gr.device.type == "meta" for gr in grads)
+
+
+@pytest.mark.parametrize("guide", [e.name for e in GUIDES if e.meta.get("multimodal")])
+@pytest.mark.parametrize("objective", ["mvae-subsampled", "iwae:3"])
+def test_every_multimodal_guide_trains_on_the_meta_device(guide, objective):
+    """The multimodal guides (registry meta multimodal=True) with an mvae, on rows with a missing modality (NaN)."""
+    from zoo.multimodal import MVAE, Modality
+
+    pyro.enable_validation(False)
+    mods = (Modality("a", 6, (1, 2, 3)), Modality("b", 4, None, "categorical"))
+    model = MVAE(10, mods, latent_dim=2, hidden=(8,))
+    g = build_guide(guide, model)
+    x = torch.cat([torch.rand(5, 6), torch.eye(4)[torch.tensor([0, 1, 2, 3, 0])]], -1)
+    x[1, 6:] = float("nan")  # point 1 lacks b
+    loss, grads = _on_meta(model, g, build_objective(objective), x)
     assert loss.device.type == "meta"
     assert len(grads) == len({id(p) for p in list(model.parameters()) + list(g.parameters())})
     assert all(gr.device.type == "meta" for gr in grads)
