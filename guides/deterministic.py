@@ -20,7 +20,8 @@ from torch import nn
 
 
 @GUIDES.register("deterministic", paper="Makhzani et al. 2016 (AAE, deterministic encoder)",
-                 summary="z = mu(x), a point mass (no density: for aae)", supports=("real",), implicit=True)
+                 summary="z = mu(x), a point mass (no density: for aae)", supports=("real",), implicit=True,
+                 objective="aae")
 class DeterministicGuide(AmortizedGuide):
     """z = mu(h(x)) for every latent site; see the module docstring."""
 

@@ -49,7 +49,7 @@ def check_objective_fits(guide, objective):
 
 @GUIDES.register("implicit", paper="Mescheder, Nowozin & Geiger 2017 (AVB)",
                  summary="implicit q(z|x): z = MLP([h(x), eps]), eps ~ N(0, I); no density (train with avb)",
-                 supports=("real",), implicit=True)
+                 supports=("real",), implicit=True, objective="avb")
 class ImplicitGuide(AmortizedGuide):
     """z = f(h(x), eps); see the module docstring. Options: ``noise_dim`` (16), ``hidden`` (widths of the MLP after
     the encoder; default one layer as wide as the encoder's features)."""

@@ -65,16 +65,13 @@ def _halley_log(y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 def _omega_solve(y: torch.Tensor) -> torch.Tensor:
     """omega(y) = W(e^y), no gradient: log-space Halley where y > 1, direct Halley on x = e^y elsewhere."""
+    # both branches on every element (no host-side test of which are needed: no device synchronisation per step)
     big = y > 1
-    w = torch.zeros_like(y)
-    if big.any():
-        yb = torch.where(big, y, torch.full_like(y, 2.0))
-        ly = torch.log(yb)
-        w = torch.where(big, _halley_log(yb, yb - ly + ly / yb), w)
-    if not big.all():
-        x = torch.exp(torch.where(big, torch.zeros_like(y), y))  # <= e
-        w = torch.where(big, w, _halley_direct(x, torch.log1p(x)))
-    return w
+    yb = torch.where(big, y, torch.full_like(y, 2.0))
+    ly = torch.log(yb)
+    w_big = _halley_log(yb, yb - ly + ly / yb)
+    x = torch.exp(torch.where(big, torch.zeros_like(y), y))  # <= e
+    return torch.where(big, w_big, _halley_direct(x, torch.log1p(x)))
 
 
 def _lambert_solve(x: torch.Tensor) -> torch.Tensor:
