@@ -369,3 +369,50 @@ def test_bad_multimodal_input_is_one_line(tmp_path, capsys):
     path = _npz(tmp_path, "nan.npz", modality_image=np.where(np.arange(16).reshape(1, 4, 4) == 3, np.nan,
                                                              np.ones((60, 4, 4))).astype(np.float32))
     _one_line_error(*run("--model", "mvae", "--data", path), "NaN/inf inside")
+
+
+# ------------------------------------------------------------------------------------------- DDP
+def _ddp_worker(rank, world, port, data, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    pyro.enable_validation(False)
+    from inference.distributed import init_from_env, shutdown
+    from inference.training import TrainConfig, Trainer
+    from zoo.cli.assemble import build_components
+    from zoo.cli.runs import make_config
+
+    init_from_env("cpu")
+    config = make_config("mvae", "moe", "mvae-subsampled", data, None,
+                         {"latent_dim": 2, "hidden": [8], "likelihood": "gaussian"},
+                         TrainConfig(epochs=2, batch_size=8, lr=1e-2, seed=3, progress=False), device="cpu")
+    pyro.set_rng_seed(3)
+    comps = build_components(config, torch.device("cpu"))
+    os.makedirs(out, exist_ok=True)
+    Trainer(comps.model, comps.guide, comps.objective, comps.data, TrainConfig(**config["train"]), out, "mvae",
+            config).fit()
+    params = torch.cat([v.flatten() for _, v in sorted({**comps.model.state_dict(),
+                                                          **comps.guide.state_dict()}.items())])
+    torch.save({"params": params}, os.path.join(out, f"rank{rank}.pt"))
+    shutdown()
+
+
+def test_two_process_mvae_training_keeps_the_ranks_identical(tmp_path):
+    """DDP (gloo, 2 processes) with the moe guide and the sub-sampled objective on rows with a missing modality: the
+    masks travel with each rank's shard, gradients are averaged, both ranks end with the same parameters, which moved."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from inference.checkpoint import load
+
+    path = _npz(tmp_path, n=60)
+    out = str(tmp_path / "ddp")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_ddp_worker, args=(2, port, path, out), nprocs=2, start_method="spawn")
+    ranks = [torch.load(os.path.join(out, f"rank{r}.pt"), weights_only=True)["params"] for r in range(2)]
+    assert torch.equal(ranks[0], ranks[1]) and torch.isfinite(ranks[0]).all()
+    state = load(os.path.join(out, "checkpoint.pt"))
+    assert state["progress"]["global_step"] == 6  # 48 training rows / (2 ranks x 8) = 3 steps an epoch, 2 epochs
