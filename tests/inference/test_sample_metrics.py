@@ -170,6 +170,7 @@ def _tiny_labelled(seed=0, n=300):
 
 def test_the_classifier_is_cached_and_a_damaged_cache_file_is_retrained(tmp_path, monkeypatch):
     monkeypatch.setattr(fc, "_MEMORY", {})
+    monkeypatch.setattr(fc, "MIN_STEPS", 30)  # the tiny set is learnt in a few steps; this test trains it 5 times
     data = _tiny_labelled()
     trained = []
     real_train = fc.train_classifier
@@ -209,6 +210,7 @@ def test_a_data_set_without_labels_is_refused_in_one_line():
 
 def test_an_unwritable_cache_folder_is_a_note_not_a_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(fc, "_MEMORY", {})
+    monkeypatch.setattr(fc, "MIN_STEPS", 30)
     blocker = tmp_path / "file"
     blocker.write_text("a file where the folder should be")
     clf = fc.get_classifier(_tiny_labelled(), "tiny", False, folder=str(blocker / "classifiers"))
