@@ -142,7 +142,7 @@ def print_table(rows):
         spe = f"{r['seconds_per_epoch']:.1f}" if r.get("seconds_per_epoch") else "-"
         print(f"| {r['system']} | {r['labels']} | {r['seed']} | {r.get('epochs', '-')} | "
               f"{100 * r['error']:.1f} ± {100 * se(r['error']):.1f} | {low} | {r.get('selected_epoch', '-')} | {spe} "
-              f"| {r['cpu']} ({r['threads']} threads) |")
+              f"| {r['cpu']} ({r['threads']} thread{'s' if r['threads'] != 1 else ''}) |")
     groups = {}
     for r in rows:
         groups.setdefault((r["system"], r["labels"], r.get("epochs")), []).append(r["error"])
