@@ -18,12 +18,10 @@ The validation loss is the generator's objective on held-out data with the criti
 reconstruction + LAMBDA (2 JSD - log 4 + log 4). Models whose latents are not real vectors (categorical, sphere)
 are refused in one line.
 """
-import math
-
 import pyro.poutine as poutine
 import torch
 
-from inference.adversarial import NonSaturatingGAN
+from inference.adversarial import NonSaturatingGAN, parse_weight
 from inference.objectives import OBJECTIVES
 from zoo.errors import ConfigError
 
@@ -59,14 +57,8 @@ class AAE(NonSaturatingGAN):
 
     def __init__(self, weight="1"):
         super().__init__()
-        try:
-            value = float(weight)
-        except (TypeError, ValueError):
-            value = math.nan
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"aae:{weight}: LAMBDA weighs the latent critic's term against the reconstruction and "
-                              f"must be a number >= 0 (e.g. aae:1)")
-        self.weight = value
+        self.weight = value = parse_weight("aae", weight, "weighs the latent critic's term against the "
+                                                          "reconstruction (e.g. aae:1)")
         self.name = "aae" if value == 1.0 else f"aae:{value:g}"
 
     def check(self, model, guide, like):

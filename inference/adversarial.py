@@ -37,6 +37,18 @@ GAN_DEFAULTS = dict(adversarial=True, lr=2e-4, betas=(0.5, 0.999), critic_steps=
 WGAN_DEFAULTS = dict(adversarial=True, lr=1e-4, betas=(0.0, 0.9), critic_steps=5)
 
 
+def parse_weight(name: str, text, what: str) -> float:
+    """The ``:LAMBDA`` of ``name:LAMBDA`` as a finite number >= 0, or a one-line ConfigError saying what it weighs
+    (``what``: e.g. "weighs the adversarial term against the NLL")."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name}:{text}: LAMBDA must be a number >= 0; it {what}")
+    return value
+
+
 def is_adversarial(objective) -> bool:
     return bool(getattr(objective, "adversarial", False))
 
@@ -187,14 +199,9 @@ class WGANGP(AdversarialObjective):
 
     def __init__(self, penalty=10.0):
         super().__init__()
-        try:
-            self.penalty = float(penalty)
-        except ValueError:
-            self.penalty = math.nan
-        if not math.isfinite(self.penalty) or self.penalty < 0:
-            raise ConfigError(f"wgan-gp:{penalty}: the gradient penalty's weight LAMBDA must be a number >= 0 "
-                              f"(Gulrajani et al. use 10, the default of plain wgan-gp)")
-        self.name = "wgan-gp" if self.penalty == 10.0 else f"wgan-gp:{penalty:g}"
+        self.penalty = parse_weight("wgan-gp", penalty, "weighs the gradient penalty (Gulrajani et al. use 10, the "
+                                                        "default of plain wgan-gp)")
+        self.name = "wgan-gp" if self.penalty == 10.0 else f"wgan-gp:{self.penalty:g}"
 
     def gradient_penalty(self, critic, x_real, x_fake):
         """E[(||grad_x V(x^)||_2 - 1)^2] on random interpolates x^ of real and generated points (one e per pair)."""

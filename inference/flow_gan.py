@@ -23,11 +23,9 @@ Defaults: Adam lr 1e-4, betas (0.5, 0.9) (the paper's code: beta1 flag, beta2 = 
 step (the paper's code: ``n_critic = 1``; with WGAN-GP's five, a hybrid's NLL term would also get a fifth of the
 updates of ``mle`` for the same epochs), LAMBDA_GP = 10.
 """
-import math
-
 import torch
 
-from inference.adversarial import WGANGP, model_samples
+from inference.adversarial import WGANGP, model_samples, parse_weight
 from inference.mle import MLE
 from inference.objectives import OBJECTIVES
 from zoo.errors import ConfigError
@@ -105,12 +103,6 @@ class FlowGANHybrid(FlowGANObjective):
 
     def __init__(self, weight="1"):
         super().__init__()
-        try:
-            value = float(weight)
-        except (TypeError, ValueError):
-            value = math.nan
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"hybrid:{weight}: LAMBDA weighs the adversarial term against the NLL and must be a "
-                              f"number >= 0 (0: maximum likelihood alone; e.g. hybrid:1)")
-        self.adversarial_weight = value
+        value = self.adversarial_weight = parse_weight(
+            "hybrid", weight, "weighs the adversarial term against the NLL (0: maximum likelihood alone; e.g. hybrid:1)")
         self.name = f"hybrid:{value:g}"

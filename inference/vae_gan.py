@@ -15,11 +15,9 @@ critic's estimate of 2 JSD.
 (Larsen et al. also replace the pixel likelihood by a feature-space one from the discriminator's hidden layer; that is
 not done here: the likelihood stays the model's own, so the ELBO and the NLL stay the zoo's.)
 """
-import math
-
 import torch
 
-from inference.adversarial import NonSaturatingGAN, model_samples
+from inference.adversarial import NonSaturatingGAN, model_samples, parse_weight
 from inference.objectives import ELBO, OBJECTIVES
 from zoo.errors import ConfigError
 
@@ -35,14 +33,8 @@ class VAEGAN(NonSaturatingGAN):
 
     def __init__(self, weight="1"):
         super().__init__()
-        try:
-            value = float(weight)
-        except (TypeError, ValueError):
-            value = math.nan
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"elbo+gan:{weight}: LAMBDA weighs the adversarial term against the ELBO and must be a "
-                              f"number >= 0 (0: the ELBO alone; e.g. elbo+gan:1)")
-        self.weight = value
+        self.weight = value = parse_weight("elbo+gan", weight, "weighs the adversarial term against the ELBO (0: the "
+                                                               "ELBO alone; e.g. elbo+gan:1)")
         self.name = f"elbo+gan:{value:g}"
         self.elbo = ELBO()
 

@@ -183,8 +183,8 @@ def run(argv, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--model", "vae", "--objective", "hybrid:1"], "needs a model with an exact density and a sampler"),
     (["--model", "vae", "--objective", "adv"], "needs a model with an exact density and a sampler"),
-    (["--model", "realnvp", "--objective", "hybrid:-1"], "LAMBDA weighs the adversarial term against the NLL and must "
-                                                         "be a number >= 0"),
+    (["--model", "realnvp", "--objective", "hybrid:-1"], "LAMBDA must be a number >= 0; it weighs the adversarial term "
+                                                         "against the NLL"),
     (["--model", "vae", "--objective", "elbo+gan:x"], "must be a number >= 0"),
     (["--model", "m2", "--guide", "semi-supervised", "--objective", "aae", "--labels", "100"], "aae"),
     (["--model", "gan", "--objective", "aae"], "is an implicit generator"),
