@@ -12,11 +12,11 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from inference import run_dir as rd
-from inference.adversarial import MinimaxGAN, NonSaturatingGAN, WGANGP, model_samples
+from inference.adversarial import MinimaxGAN, NonSaturatingGAN, WGANGP
 from inference.checkpoint import load
 from inference.training import TrainConfig
 from zoo.cli.main import main as zoo_main
-from zoo.cli.runs import make_config, train_run
+from zoo.cli.runs import make_config
 from zoo.gan import DCGAN, GAN
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -127,9 +127,6 @@ def test_generator_losses_push_samples_toward_the_data():
 
 
 # ---------------------------------------------------------------------------------------- two-player training
-class Crash(Exception):
-    pass
-
 
 def _gan_config(objective="gan-ns", epochs=2, checkpoint_every=0, batch_size=128, critic="mlp", **train):
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=5, progress=False, checkpoint_every=checkpoint_every,
@@ -139,32 +136,12 @@ def _gan_config(objective="gan-ns", epochs=2, checkpoint_every=0, batch_size=128
 
 
 @pytest.mark.parametrize("objective", ["gan-ns", "wgan-gp"])
-def test_a_killed_two_player_run_resumes_bit_for_bit(tmp_path, objective):
+def test_a_killed_two_player_run_resumes_bit_for_bit(tmp_path, objective, killed_run_resumes_bit_for_bit):
     """digits: 1437 training points, batch 128 -> 12 steps an epoch; wgan-gp's 5 critic steps per generator step do
     not divide it, so the rhythm must carry over epochs and the resume."""
-    full, crashed = str(tmp_path / "full"), str(tmp_path / "crashed")
-    train_run(_gan_config(objective, checkpoint_every=4), full, progress=False)
-
-    def crash_at(step):
-        if step == 18:
-            raise Crash()
-
-    with pytest.raises(Crash):
-        train_run(_gan_config(objective, checkpoint_every=4), crashed, on_step=crash_at, progress=False)
-    assert load(os.path.join(crashed, rd.CHECKPOINT))["progress"]["global_step"] == 16
-    train_run(json.load(open(os.path.join(crashed, rd.CONFIG))), crashed, resume=True, progress=False)
-    a, b = load(os.path.join(full, rd.CHECKPOINT)), load(os.path.join(crashed, rd.CHECKPOINT))
-    for part in ("model", "critic"):
-        for name, tensor in a[part].items():
-            assert torch.equal(tensor, b[part][name]), f"{part}.{name} differs after resume"
-    for part in ("optimizer", "critic_optimizer"):
-        for key, per_param in a[part]["state"].items():
-            for name, value in per_param.items():
-                assert torch.equal(value, b[part]["state"][key][name]), f"{part} {key}.{name}"
-    metrics_full, metrics_resumed = rd.read_metrics(full), rd.read_metrics(crashed)
-    for got, want in zip(metrics_resumed, metrics_full, strict=True):
-        for key in ("train_loss", "valid_loss", "critic_loss", "generator_loss"):
-            assert got[key] == pytest.approx(want[key], rel=1e-12), key
+    full, _, a, _ = killed_run_resumes_bit_for_bit(lambda: _gan_config(objective, checkpoint_every=4), tmp_path,
+                                                   parts=("model", "critic"), saved_step=16)
+    metrics_full = rd.read_metrics(full)
     # both players' losses per epoch; wgan-gp: one generator step per 5 critic steps (24 steps -> 4 generator steps)
     assert all(r["generator_loss"] is not None and r["critic_loss"] is not None for r in metrics_full)
     config = json.load(open(os.path.join(full, rd.CONFIG)))

@@ -16,12 +16,11 @@ import guides.implicit  # noqa: F401  (registers the guide implicit)
 from guides.base import build_guide, check_guide_matches
 from inference import run_dir as rd
 from inference.avb import AVB
-from inference.checkpoint import load
 from inference.evaluation import importance_sample
 from inference.fitted_proposal import FittedGaussianProposal
 from inference.training import TrainConfig
 from zoo.cli.main import main as zoo_main
-from zoo.cli.runs import evaluate_run, make_config, train_run
+from zoo.cli.runs import evaluate_run, make_config
 from zoo.critics import MLPCritic
 from zoo.latents import LatentSite
 from zoo.model import ZooModel, data_plate
@@ -269,9 +268,6 @@ def test_the_refinements_noise_based_log_r_is_the_gaussians_density():
 
 
 # ------------------------------------------------------------------------------------------ training and resume
-class Crash(Exception):
-    pass
-
 
 def _avb_config(epochs=2, checkpoint_every=0, guide="implicit"):
     cfg = TrainConfig(epochs=epochs, batch_size=128, seed=3, progress=False, checkpoint_every=checkpoint_every,
@@ -280,33 +276,12 @@ def _avb_config(epochs=2, checkpoint_every=0, guide="implicit"):
                        device="cpu")
 
 
-def test_a_killed_avb_run_resumes_bit_for_bit_and_evaluates_with_the_fitted_proposal(tmp_path):
+def test_a_killed_avb_run_resumes_bit_for_bit_and_evaluates_with_the_fitted_proposal(tmp_path,
+                                                                                      killed_run_resumes_bit_for_bit):
     """digits (1437 training points, batch 128: 12 steps an epoch), killed at step 18, checkpointed every 4 steps:
     the resumed run's model, guide, critic, both optimizers and every epoch's losses equal the uninterrupted run's."""
-    full, crashed = str(tmp_path / "full"), str(tmp_path / "crashed")
-    train_run(_avb_config(checkpoint_every=4), full, progress=False)
-
-    def crash_at(step):
-        if step == 18:
-            raise Crash()
-
-    with pytest.raises(Crash):
-        train_run(_avb_config(checkpoint_every=4), crashed, on_step=crash_at, progress=False)
-    assert load(os.path.join(crashed, rd.CHECKPOINT))["progress"]["global_step"] == 16
-    train_run(json.load(open(os.path.join(crashed, rd.CONFIG))), crashed, resume=True, progress=False)
-    a, b = load(os.path.join(full, rd.CHECKPOINT)), load(os.path.join(crashed, rd.CHECKPOINT))
-    for part in ("model", "guide", "critic"):
-        assert a[part]
-        for name, tensor in a[part].items():
-            assert torch.equal(tensor, b[part][name]), f"{part}.{name} differs after resume"
-    for part in ("optimizer", "critic_optimizer"):
-        for key, per_param in a[part]["state"].items():
-            for name, value in per_param.items():
-                assert torch.equal(value, b[part]["state"][key][name]), f"{part} {key}.{name}"
+    full, _, a, _ = killed_run_resumes_bit_for_bit(lambda: _avb_config(checkpoint_every=4), tmp_path, saved_step=16)
     assert any(k.startswith("sampler.") for k in a["guide"])  # the implicit guide's noise network was trained
-    for got, want in zip(rd.read_metrics(crashed), rd.read_metrics(full), strict=True):
-        for key in ("train_loss", "valid_loss", "critic_loss", "generator_loss"):
-            assert got[key] == pytest.approx(want[key], rel=1e-12), key
     config = json.load(open(os.path.join(full, rd.CONFIG)))
     assert config["critic_parameters"] == sum(v.numel() for v in a["critic"].values())
     assert a["critic"]["net.0.weight"].shape[1] == 64 + 2  # T sees [x, z]

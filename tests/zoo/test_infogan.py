@@ -15,11 +15,10 @@ from torch import nn
 
 from guides.infogan import InfoGANGuide
 from inference import run_dir as rd
-from inference.checkpoint import load
 from inference.infogan import InfoGANObjective, hungarian_accuracy, information_terms, matched_accuracy
 from inference.training import TrainConfig
 from zoo.cli.main import main as zoo_main
-from zoo.cli.runs import make_config, train_run
+from zoo.cli.runs import make_config
 from zoo.infogan import InfoGAN
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -201,9 +200,6 @@ def test_the_hungarian_matching_finds_a_permuted_labelling():
 
 
 # ---------------------------------------------------------------------------------------- training and resume
-class Crash(Exception):
-    pass
-
 
 def _config(epochs=2, checkpoint_every=0, objective="infogan"):
     cfg = TrainConfig(epochs=epochs, batch_size=128, seed=7, progress=False, checkpoint_every=checkpoint_every,
@@ -214,33 +210,13 @@ def _config(epochs=2, checkpoint_every=0, objective="infogan"):
     return config
 
 
-def test_a_killed_infogan_run_resumes_bit_for_bit_and_records_the_bound(tmp_path, capsys):
-    full, crashed = str(tmp_path / "full"), str(tmp_path / "crashed")
-    train_run(_config(checkpoint_every=4), full, progress=False)
-
-    def crash_at(step):
-        if step == 18:
-            raise Crash()
-
-    with pytest.raises(Crash):
-        train_run(_config(checkpoint_every=4), crashed, on_step=crash_at, progress=False)
-    assert load(os.path.join(crashed, rd.CHECKPOINT))["progress"]["global_step"] == 16
-    train_run(json.load(open(os.path.join(crashed, rd.CONFIG))), crashed, resume=True, progress=False)
-    a, b = load(os.path.join(full, rd.CHECKPOINT)), load(os.path.join(crashed, rd.CHECKPOINT))
-    for part in ("model", "guide", "critic"):
-        assert a[part]
-        for name, tensor in a[part].items():
-            assert torch.equal(tensor, b[part][name]), f"{part}.{name} differs after resume"
-    for part in ("optimizer", "critic_optimizer"):
-        for key, per_param in a[part]["state"].items():
-            for name, value in per_param.items():
-                assert torch.equal(value, b[part]["state"][key][name]), f"{part} {key}.{name}"
+def test_a_killed_infogan_run_resumes_bit_for_bit_and_records_the_bound(tmp_path, capsys,
+                                                                      killed_run_resumes_bit_for_bit):
     keys = ("train_loss", "valid_loss", "critic_loss", "generator_loss", "mi_bound", "mi_bound_continuous",
             "valid_code_accuracy")
+    full, _, a, _ = killed_run_resumes_bit_for_bit(lambda: _config(checkpoint_every=4), tmp_path, metrics=keys,
+                                                   saved_step=16)
     metrics_full = rd.read_metrics(full)
-    for got, want in zip(rd.read_metrics(crashed), metrics_full, strict=True):
-        for key in keys:
-            assert got[key] == pytest.approx(want[key], rel=1e-12), key
     for row in metrics_full:
         assert row["mi_bound"] <= row["code_entropy"] == pytest.approx(LOG_K)
         assert 0 <= row["valid_code_accuracy"] <= 1
