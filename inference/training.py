@@ -124,6 +124,11 @@ class Trainer:
         """This rank's running values beyond the loss, for the progress bar (formatted strings)."""
         return {}
 
+    def _is_best(self, valid: float) -> bool:
+        """Whether this epoch's weights become best.pt: the lowest validation loss so far."""
+        p = self.progress
+        return valid < p["best_valid"] or p["best_epoch"] < 0
+
     def _extra_state(self) -> dict:
         """State beyond model, guide and optimizer for the checkpoint."""
         return {}
@@ -359,7 +364,7 @@ class Trainer:
                 row.update(self._epoch_extras(seen))
                 row.update(self.epoch_metrics())
                 warmed_up = c.warmup <= 0 or epoch + 1 >= c.warmup
-                if valid < p["best_valid"] or p["best_epoch"] < 0:
+                if self._is_best(valid):
                     p["best_valid"], p["best_epoch"], p["bad_epochs"] = valid, epoch, 0
                     row["best"] = True
                     self.save_best()

@@ -115,8 +115,9 @@ def to_html(report) -> str:
                  "<figcaption>Two-player runs, per epoch. Left: the critic's loss (solid) and the generator's loss "
                  "(dashed), means over each player's steps. Right: the critic's estimate of the divergence between data "
                  "and samples (the objective's: 2 JSD for gan and gan-ns, the f-divergence bound for fgan, the W1 "
-                 "estimate for wgan-gp) on the training batches (solid) and the validation split (dashed); the lowest "
-                 "validation estimate chooses the checkpoint. Not comparable across objectives, nor with the "
+                 "estimate for wgan-gp) on the training batches (solid) and the validation split (dashed); the "
+                 "checkpoint is the last epoch's (a critic that changes every epoch cannot rank the epochs). Not "
+                 "comparable across objectives, nor with the "
                  "likelihood runs' nats.</figcaption></figure>")
 
     for s in report.runs:

@@ -170,7 +170,9 @@ def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, kee
     metrics = rd.read_metrics(run_dir)
     summary["train_seconds"] = sum(r.get("seconds", 0.0) for r in metrics)
     summary["epochs_trained"] = len(metrics)
-    summary["best_epoch"] = min(metrics, key=lambda r: r["valid_loss"])["epoch"] if metrics else None
+    chosen = [r for r in metrics if r.get("best")]  # the epoch best.pt holds (two-player runs: the last)
+    summary["best_epoch"] = (chosen[-1]["epoch"] if chosen else min(metrics, key=lambda r: r["valid_loss"])["epoch"]
+                             ) if metrics else None
     summary["evaluation_id"] = uuid.uuid4().hex
     if data_split.y is not None:
         points["labels"] = data_split.y.cpu()
