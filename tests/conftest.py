@@ -91,3 +91,17 @@ def _killed_run_resumes_bit_for_bit(make_config, tmp_path, crash_step=18, parts=
 def killed_run_resumes_bit_for_bit():
     """The kill-and-resume check of the two-player runs (:func:`_killed_run_resumes_bit_for_bit`)."""
     return _killed_run_resumes_bit_for_bit
+
+
+@pytest.fixture
+def one_line_error():
+    """Assert a CLI refusal: exit code 2 and one line ``zoo: error: ...`` containing every fragment."""
+
+    def check(code, err, *fragments):
+        assert code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("zoo: error:"), err
+        for fragment in fragments:
+            assert fragment in lines[0], (fragment, lines[0])
+
+    return check

@@ -343,15 +343,7 @@ def test_npz_modalities_train_and_evaluate_marginals_and_conditionals(tmp_path, 
     assert "multimodal" in summary["sample_quality_reason"]
 
 
-def _one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("zoo: error:"), err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
-def test_bad_multimodal_input_is_one_line(tmp_path, capsys):
+def test_bad_multimodal_input_is_one_line(tmp_path, capsys, one_line_error):
     from zoo.cli.main import main
 
     fast = ["--epochs", "1", "--no-progress", "--latent-dim", "2", "--hidden", "8"]
@@ -361,14 +353,14 @@ def test_bad_multimodal_input_is_one_line(tmp_path, capsys):
         return code, capsys.readouterr().err
 
     path = _npz(tmp_path, "gone.npz", mask_label=np.zeros(60, np.int64))
-    _one_line_error(*run("--model", "mvae", "--data", path), "modality 'label' is missing from every point")
-    _one_line_error(*run("--model", "mvae", "--data", "digits"), "model mvae is for multimodal data")
-    _one_line_error(*run("--model", "vae", "--data", "mnist5k-label"), "holds several modalities", "mvae")
-    _one_line_error(*run("--model", "vae", "--guide", "poe", "--data", "digits"), "for multimodal models")
-    _one_line_error(*run("--model", "mvae", "--data", "mnist5k-label:1.5"), "fraction")
+    one_line_error(*run("--model", "mvae", "--data", path), "modality 'label' is missing from every point")
+    one_line_error(*run("--model", "mvae", "--data", "digits"), "model mvae is for multimodal data")
+    one_line_error(*run("--model", "vae", "--data", "mnist5k-label"), "holds several modalities", "mvae")
+    one_line_error(*run("--model", "vae", "--guide", "poe", "--data", "digits"), "for multimodal models")
+    one_line_error(*run("--model", "mvae", "--data", "mnist5k-label:1.5"), "fraction")
     path = _npz(tmp_path, "nan.npz", modality_image=np.where(np.arange(16).reshape(1, 4, 4) == 3, np.nan,
                                                              np.ones((60, 4, 4))).astype(np.float32))
-    _one_line_error(*run("--model", "mvae", "--data", path), "NaN/inf inside")
+    one_line_error(*run("--model", "mvae", "--data", path), "NaN/inf inside")
 
 
 # ------------------------------------------------------------------------------------------- DDP

@@ -370,15 +370,7 @@ def test_npz_sequences_with_lengths_train_and_evaluate_per_sequence_and_per_step
     assert summary["neg_elbo"]["mean"] >= summary["exact_nll"]["mean"] - 0.05
 
 
-def _one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("zoo: error:"), err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
-def test_bad_sequence_input_is_one_line(tmp_path, capsys):
+def test_bad_sequence_input_is_one_line(tmp_path, capsys, one_line_error):
     from zoo.cli.main import main
 
     fast = ["--epochs", "1", "--no-progress", "--latent-dim", "2", "--hidden", "8"]
@@ -388,14 +380,14 @@ def test_bad_sequence_input_is_one_line(tmp_path, capsys):
         return code, capsys.readouterr().err
 
     path, _, _ = _npz(tmp_path, "zero.npz", lengths=np.array([0] + [3] * 39))
-    _one_line_error(*run("--model", "lgssm", "--data", path), "length 0")
+    one_line_error(*run("--model", "lgssm", "--data", path), "length 0")
     path, _, _ = _npz(tmp_path, "short.npz", lengths=np.array([3] * 39))
-    _one_line_error(*run("--model", "lgssm", "--data", path), "'lengths' has shape (39,) for 40 sequences")
+    one_line_error(*run("--model", "lgssm", "--data", path), "'lengths' has shape (39,) for 40 sequences")
     path, _, _ = _npz(tmp_path, "long.npz", lengths=np.array([7] * 40))
-    _one_line_error(*run("--model", "lgssm", "--data", path), "at most T = 6")
-    _one_line_error(*run("--model", "vrnn", "--data", "digits"), "model vrnn is for sequences")
-    _one_line_error(*run("--model", "vae", "--data", "lgssm-synthetic"), "holds sequences", "reads flat vectors")
-    _one_line_error(*run("--model", "vae", "--guide", "filtering", "--data", "digits"), "is for sequence models")
+    one_line_error(*run("--model", "lgssm", "--data", path), "at most T = 6")
+    one_line_error(*run("--model", "vrnn", "--data", "digits"), "model vrnn is for sequences")
+    one_line_error(*run("--model", "vae", "--data", "lgssm-synthetic"), "holds sequences", "reads flat vectors")
+    one_line_error(*run("--model", "vae", "--guide", "filtering", "--data", "digits"), "is for sequence models")
     x2 = str(tmp_path / "flat.npz")
     np.savez(x2, x=np.zeros((10, 4), np.float32), lengths=np.ones(10))
-    _one_line_error(*run("--model", "lgssm", "--data", x2), "sequences of shape (N, T, D)")
+    one_line_error(*run("--model", "lgssm", "--data", x2), "sequences of shape (N, T, D)")
