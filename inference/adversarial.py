@@ -33,8 +33,9 @@ import torch.nn.functional as F
 from inference.objectives import OBJECTIVES, Objective
 from zoo.errors import ConfigError
 
-GAN_DEFAULTS = dict(adversarial=True, lr=2e-4, betas=(0.5, 0.999), critic_steps=1)
-WGAN_DEFAULTS = dict(adversarial=True, lr=1e-4, betas=(0.0, 0.9), critic_steps=5)
+# samples_only: the objective sees the model through its samples alone, so it trains any implicit generator
+GAN_DEFAULTS = dict(adversarial=True, samples_only=True, lr=2e-4, betas=(0.5, 0.999), critic_steps=1)
+WGAN_DEFAULTS = dict(adversarial=True, samples_only=True, lr=1e-4, betas=(0.0, 0.9), critic_steps=5)
 
 
 def parse_weight(name: str, text, what: str) -> float:

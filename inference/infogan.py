@@ -126,7 +126,7 @@ def _num_codes(model, guide):
 
 
 #: Chen et al. 2016, appendix: Adam, lr 2e-4 for D and 1e-3 for G (and Q), beta1 0.5; one D step per G step
-INFOGAN_DEFAULTS = dict(GAN_DEFAULTS, lr=1e-3, critic_lr=2e-4)
+INFOGAN_DEFAULTS = dict(GAN_DEFAULTS, samples_only=False, lr=1e-3, critic_lr=2e-4)
 
 
 @OBJECTIVES.register("infogan", arg="LAMBDA", text_arg=True, optional_arg=True,

@@ -244,7 +244,7 @@ def build_critic_for(model, guide, objective, data, config: dict, objects=None):
             from inference.objectives import OBJECTIVES
 
             adversarial = ", ".join(e.name + (f":{e.arg}" if e.arg and not e.meta.get("optional_arg") else "")
-                                    for e in OBJECTIVES if e.meta.get("adversarial"))
+                                    for e in OBJECTIVES if e.meta.get("samples_only"))
             raise ConfigError(f"objective {objective.spec()} needs the density log p(x | ...), but model "
                               f"{model.display_name()} is an implicit generator (x = G(z), no density); train it with "
                               f"an adversarial objective: {adversarial}")
