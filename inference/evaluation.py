@@ -7,7 +7,11 @@ from which
 * ELBO_i = mean_k log w_ik, split into the reconstruction term mean_k log p(x_i|z_ik) and KL_i = mean_k log q - log p(z),
 * PSIS k-hat_i from the K log-weights (arviz),
 * E_q[z|x_i] (the mean of the z_ik), whose covariance over the test points gives the active units of Burda et al. 2016:
-  unit u is active when Cov_x(E_q[z_u|x]) > 0.01.
+  unit u is active when Cov_x(E_q[z_u|x]) > 0.01,
+* the K-sweep: the same estimate from the first k of the K weights, k in (1, 10, 100, 1000, 5000) up to K (so a reader
+  sees whether it still moves with K; k = 1 is a one-sample ELBO),
+* the first-order jackknife estimate of log p(x) from the same K weights (Nowozin 2018, :mod:`inference.jackknife`):
+  bias O(1/K^2) instead of the IWAE estimate's O(1/K), but no longer a bound.
 
 Points are processed in batches and particles in chunks, so memory stays bounded by one chunk of
 ``points x particles x data dim`` whatever K is: log p(x) is a running logsumexp, and PSIS keeps only the O(sqrt K)
@@ -21,10 +25,12 @@ import numpy as np
 import torch
 
 from inference.enumeration import enumeration_size, weight_terms_for
+from inference.jackknife import jackknife_log_px
 from inference.psis import pareto_khat_from_top, tail_length
 from zoo.networks.precision import autocast
 
 ACTIVE_UNIT_THRESHOLD = 0.01
+K_SWEEP = (1, 10, 100, 1000, 5000)
 
 
 CHUNK_FLOATS = 2 ** 21  # floats in one (particles x points x data dim) chunk on a CPU: 8 MiB, elementwise passes in cache
@@ -48,7 +54,9 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
     :func:`inference.psis.pareto_khat_from_top`), so memory is one chunk whatever K is, unless ``keep_log_weights``
     asks for all (points, K) log-weights (the report's arviz export).
     ``precision="bf16"`` runs the networks under bfloat16 autocast; log-densities and weights stay float32."""
-    out = {k: [] for k in ("log_px", "elbo", "recon", "kl", "khat")}
+    out = {k: [] for k in ("log_px", "elbo", "recon", "kl", "khat", "log_px_jackknife")}
+    sweep = [k for k in K_SWEEP if k < num_samples] + [num_samples]
+    sweep_parts = {k: [] for k in sweep}
     means, logw_all = [], []
     n = x.shape[0]
     terms_fn = weight_terms_for(model)  # models with a categorical latent: y summed out inside the weights
@@ -59,7 +67,8 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
         xb = x[start:start + batch_size]
         yb = None if y is None else y[start:start + batch_size]
         chunk = _chunk_sizes(xb.shape[0], num_samples, x.shape[1] * enumeration_size(model), budget)
-        lse, top, finite, full = None, None, None, None
+        lse, top, finite = None, None, None
+        full = x.new_empty((num_samples, xb.shape[0]))  # the batch's (K, b) log-weights: for the jackknife
         elbo_sum, log_obs, kl, zsum = 0.0, 0.0, 0.0, {}
         done = 0
         with autocast(precision, xb.device.type):  # one context a batch: the weights are cast to bf16 once
@@ -69,14 +78,18 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
                 log_w = t.log_w
                 ok = torch.isfinite(log_w).all(0)
                 finite = ok if finite is None else finite & ok
+                for s_k in sweep:  # the running estimate at each sweep point inside this chunk
+                    if done < s_k < done + k:
+                        head = torch.logsumexp(log_w[:s_k - done].double(), 0)
+                        sweep_parts[s_k].append(((head if lse is None else torch.logaddexp(lse, head))
+                                                 - math.log(s_k)).cpu())
                 part = torch.logsumexp(log_w.double(), 0)
                 lse = part if lse is None else torch.logaddexp(lse, part)
+                if done + k in sweep_parts:
+                    sweep_parts[done + k].append((lse - math.log(done + k)).cpu())
                 pool = log_w if top is None else torch.cat([top, log_w])
                 top = pool if pool.shape[0] <= keep else torch.topk(pool, keep, dim=0, sorted=False).values
-                if keep_log_weights:
-                    if full is None:
-                        full = log_w.new_empty((num_samples, xb.shape[0]))
-                    full[done:done + k] = log_w
+                full[done:done + k] = log_w
                 elbo_sum = elbo_sum + getattr(t, "elbo", log_w).double().sum(0)
                 log_obs = log_obs + t.log_obs.sum(0)
                 kl = kl + (t.log_q - t.log_prior).sum(0)
@@ -95,12 +108,15 @@ def importance_sample(model, guide, x, y=None, num_samples=5000, batch_size=100,
         out["recon"].append((log_obs / num_samples).double().cpu())
         out["kl"].append((kl / num_samples).double().cpu())
         out["khat"].append(_khat(top, num_samples))
+        out["log_px_jackknife"].append(jackknife_log_px(full.double()).cpu() if num_samples >= 2
+                                       else torch.full((xb.shape[0],), float("nan"), dtype=torch.float64))
         if zsum:
             means.append(torch.cat([zsum[k] / num_samples for k in sorted(zsum)], dim=-1).double().cpu())
         if keep_log_weights:
             logw_all.append(full.T.float().cpu())
     result = {k: torch.cat(v).numpy() for k, v in out.items()}
     result["posterior_means"] = torch.cat(means).numpy() if means else None
+    result["log_px_sweep"] = {k: torch.cat(v).numpy() for k, v in sweep_parts.items()}
     if keep_log_weights:
         result["log_weights"] = torch.cat(logw_all).numpy()
     return result
@@ -151,6 +167,12 @@ def summarize(samples: dict, num_samples: int, data_dim: int, pixels: bool,
             "max_khat": float(finite_k.max()) if finite_k.size else None,
         },
     }
+    sweep = samples.get("log_px_sweep") or {}
+    if len(sweep) > 1:  # the estimate from the first k weights: does it still move with K?
+        summary["k_sweep"] = [{"K": int(k), "nll": mean_se(-v)} for k, v in sorted(sweep.items())]
+    jk = samples.get("log_px_jackknife")
+    if jk is not None and num_samples >= 2 and np.isfinite(jk).all():
+        summary["nll_jackknife"] = mean_se(-jk)
     if pixels or dequantization_bins:
         to_bits = 1.0 / (data_dim * math.log(2.0))
         shift = math.log2(dequantization_bins) if dequantization_bins else 0.0

@@ -10,6 +10,7 @@ import torch
 from guides.base import build_guide
 from inference.evaluation import importance_sample
 from inference.importance import log_mean_exp, weight_terms
+from inference.jackknife import jackknife_log_px
 from inference.objectives import build_objective
 from inference.psis import pareto_khat, pareto_khat_from_top, tail_length
 from inference.training import TrainConfig, Trainer
@@ -85,6 +86,27 @@ def test_streamed_log_px_and_khat_equal_those_of_all_the_log_weights(trained_lin
         np.testing.assert_allclose(est["log_px"], (torch.logsumexp(log_w, 1) - math.log(k)).numpy(),
                                    rtol=0, atol=1e-9)
         np.testing.assert_array_equal(est["khat"], pareto_khat(log_w.numpy()))
+        # the K-sweep is the same estimate from the first k weights (streamed across chunk borders), and the
+        # jackknife the one of all K weights
+        sweep = [s for s in (1, 10, 100, 1000, 5000) if s < k] + [k]
+        assert sorted(est["log_px_sweep"]) == sweep
+        for s in sweep:
+            np.testing.assert_allclose(est["log_px_sweep"][s], (torch.logsumexp(log_w[:, :s], 1) - math.log(s)).numpy(),
+                                       rtol=0, atol=1e-9)
+        np.testing.assert_allclose(est["log_px_jackknife"], jackknife_log_px(log_w.T).numpy(), rtol=0, atol=1e-9)
+
+
+def test_k_sweep_and_jackknife_approach_the_exact_log_likelihood(trained_linear):
+    """The IWAE estimate's bias shrinks as K grows (its mean rises towards the exact value), and the jackknife at the
+    same K is closer to the exact value than the IWAE estimate (bias O(1/K^2) instead of O(1/K))."""
+    model, guide, data = trained_linear
+    x = data.test.x
+    exact = _exact_log_px(model, x).mean().item()
+    torch.manual_seed(6)
+    est = importance_sample(model, guide, x, num_samples=100, batch_size=50)
+    means = [est["log_px_sweep"][k].mean() for k in (1, 10, 100)]
+    assert means[0] < means[1] < means[2] < exact + 0.01
+    assert abs(est["log_px_jackknife"].mean() - exact) < abs(means[2] - exact)
 
 
 def test_khat_from_the_largest_weights_equals_khat_from_all_of_them():

@@ -254,7 +254,9 @@ def _likelihood_summary(comps, split, data_split, num_samples, batch_size, progr
         summary["ais"] = part  # beside the importance-sampled nll (the table's column stays what its label says)
         summary["protocol"]["ais_estimator"] = part["estimator"]
     summary["seconds"] = seconds
+    sweep = samples.pop("log_px_sweep", None) or {}
     points = {k: torch.as_tensor(v) for k, v in samples.items() if v is not None}
+    points.update({f"log_px_K{k}": torch.as_tensor(v) for k, v in sweep.items()})
     if ais_log_px is not None:
         points["ais_log_px"] = torch.as_tensor(ais_log_px)
     return summary, points
