@@ -18,6 +18,7 @@ from inference.atomic_write import remove_leftovers, write_atomic
 from inference.checkpoint import load_tensors, save_atomic
 from inference.run_lock import RunLock
 from zoo.errors import ConfigError, RunDirError
+from zoo.provenance import evaluation_provenance
 
 
 def make_config(model, guide, objective, data, binarize, model_options, train: TrainConfig, device="auto", root=None):
@@ -173,6 +174,7 @@ def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, kee
     chosen = [r for r in metrics if r.get("best")]  # the epoch best.pt holds (two-player runs: the last)
     summary["best_epoch"] = (chosen[-1]["epoch"] if chosen else min(metrics, key=lambda r: r["valid_loss"])["epoch"]
                              ) if metrics else None
+    summary["provenance"] = evaluation_provenance(comps)  # data checksums, code version and commit, machine
     summary["evaluation_id"] = uuid.uuid4().hex
     if data_split.y is not None:
         points["labels"] = data_split.y.cpu()
