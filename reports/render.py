@@ -84,6 +84,14 @@ def to_html(report) -> str:
                      + "<br>".join(_e(line) for line in report.quality_caption) + "</div>")
         p.append("<div class=\"scroll\">" + quality.to_html(index=False, table_id="quality", classes="runs quality",
                                                             border=0, escape=True) + "</div>")
+    for t in getattr(report, "tables", None) or []:
+        if t.table is None or not len(t.table):
+            continue
+        p.append(f"<h3 id=\"{_e(t.anchor)}\">{_e(t.title)}</h3>")
+        if t.caption:
+            p.append("<div class=\"protocol\">" + "<br>".join(_e(line) for line in t.caption) + "</div>")
+        p.append("<div class=\"scroll\">" + t.table.to_html(index=False, table_id=t.anchor + "-table",
+                                                             classes="runs", border=0, escape=True) + "</div>")
 
     p.append("<h2>Published figures</h2>")
     p.append("<p>Papers' numbers from REFERENCES.md for the same experiment (model family, guide, prior, objective "
@@ -172,6 +180,11 @@ def to_markdown(report) -> str:
         if report.quality_caption:
             m += ["**Sample quality.** " + "  \n".join(report.quality_caption), ""]
         m += [md_table(list(quality.columns), quality.values.tolist()), ""]
+    for t in getattr(report, "tables", None) or []:
+        if t.table is None or not len(t.table):
+            continue
+        m += [f"### {t.title}", ""] + (["  \n".join(t.caption), ""] if t.caption else [])
+        m += [md_table(list(t.table.columns), t.table.values.tolist()), ""]
     m += ["## Published figures", "",
           "Papers' numbers from REFERENCES.md for the same experiment (model family, guide, prior, objective and data "
           "set). Provenance: **seed** = the project's seed slides (authoritative), **repo** = quoted in a public "

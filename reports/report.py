@@ -26,7 +26,7 @@ from inference import run_dir as rd
 from inference.atomic_write import remove_leftovers, write_text
 from inference.run_lock import RunLock
 from zoo.errors import RunDirError
-from reports import arviz_export, figures, published, render
+from reports import arviz_export, estimators, figures, published, render
 from reports.table import (build_table, display_table, protocol_lines, quality_caption, quality_table, run_record)
 
 
@@ -45,6 +45,16 @@ class RunSection:
 
 
 @dataclass
+class ExtraTable:
+    """A table of the report beyond the runs table (one row per run or per cell), with the caption that says what it
+    measures: the estimators' table, the inference gap, the information decomposition..."""
+    anchor: str                # the HTML id
+    title: str
+    caption: List[str]
+    table: "object"            # pandas DataFrame, formatted strings
+
+
+@dataclass
 class Report:
     out: str
     title: str
@@ -58,6 +68,7 @@ class Report:
     players: Optional[str] = None  # adversarial runs: both players' losses (reports/adversarial_figures.py)
     quality: Optional[object] = None  # the sample-quality table (pandas DataFrame, formatted), beside the NLL table
     quality_caption: List[str] = field(default_factory=list)
+    tables: List[ExtraTable] = field(default_factory=list)  # more tables under the results, in order
     html_path: str = ""
     md_path: str = ""
 
@@ -203,6 +214,9 @@ def _run_figures(section: RunSection, out_dir: str, points: Optional[dict], devi
         section.notes.append(f"PSIS k-hat is not defined for this evaluation (K={K}), so it is not drawn.")
     elif _attempt(section, "k-hat histogram", lambda: figures.khat_figure(points["khat"], path("khat.png")), log):
         section.figures.append((rel("khat.png"), "PSIS k-hat per test point, thresholds 0.5 and 0.7"))
+    if _attempt(section, "K-sweep", lambda: estimators.k_sweep_figure(section.summary, path("ksweep.png")), log):
+        section.figures.append((rel("ksweep.png"), "NLL from the first K of the same importance weights (log axis)"
+                                ", with the jackknife and AIS where evaluated. " + estimators.reading(section.summary)))
     if points.get("log_weights") is None:
         section.notes.append("The evaluation kept no log-weights, so importance.nc is not written.")
     else:
@@ -316,7 +330,9 @@ def _build_report(run_dirs, out, samples, title, reevaluate, device, progress, l
     report = Report(out=out, title=title or f"Zoo report: {', '.join(names)}",
                     generated=datetime.datetime.now().isoformat(timespec="seconds"), runs=sections, table=table,
                     display=display_table(table), protocol=protocol_lines(table), warnings=warnings, curves=curves,
-                    players=players, quality=quality_table(table), quality_caption=quality_caption(table))
+                    players=players, quality=quality_table(table), quality_caption=quality_caption(table),
+                    tables=[ExtraTable("estimators", "How far the NLL can be trusted", estimators.CAPTION,
+                                       estimators.estimators_table(sections))])
     report.html_path = os.path.join(out, "index.html")
     report.md_path = os.path.join(out, "report.md")
     write_text(report.html_path, render.to_html(report))
