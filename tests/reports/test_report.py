@@ -313,7 +313,7 @@ def test_non_image_data_skip_image_figures_with_a_note(tmp_path):
     notes = " ".join(report.runs[0].notes)
     assert "not images" in notes
     names = {os.path.basename(src) for src, _ in report.runs[0].figures}
-    assert names == {"latent.png", "nll.png", "khat.png"}
+    assert names == {"latent.png", "nll.png", "khat.png", "ksweep.png"}
     assert "bits/dim" in report.display.columns and report.display.iloc[0]["bits/dim"] == "-"
 
 
