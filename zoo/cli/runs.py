@@ -256,12 +256,29 @@ def _likelihood_summary(comps, split, data_split, num_samples, batch_size, progr
         summary["ais"] = part  # beside the importance-sampled nll (the table's column stays what its label says)
         summary["protocol"]["ais_estimator"] = part["estimator"]
     summary["seconds"] = seconds
+    _add_information(summary, comps, data_split, exact, batch_size)  # I_q, marginal KL, TC, dimension-wise KL
     sweep = samples.pop("log_px_sweep", None) or {}
     points = {k: torch.as_tensor(v) for k, v in samples.items() if v is not None}
     points.update({f"log_px_K{k}": torch.as_tensor(v) for k, v in sweep.items()})
     if ais_log_px is not None:
         points["ais_log_px"] = torch.as_tensor(ais_log_px)
     return summary, points
+
+
+def _add_information(summary: dict, comps, data_split, exact: bool, batch_size: int):
+    """eval.json's ``information`` (:mod:`inference.information`: the KL term split into I_q(x; z) and KL(q(z)||p(z)),
+    and that into total correlation and dimension-wise KL, over the first DEFAULT_POINTS test points with
+    DEFAULT_SAMPLES draws each), or ``information_reason`` where it does not apply."""
+    from inference.information import evaluate_information
+
+    if exact:
+        summary["information_reason"] = "no latent variables"
+        return
+    part, reason = evaluate_information(comps.model, comps.guide, data_split.x, data_split.y, batch_size=batch_size)
+    if part is None:
+        summary["information_reason"] = reason
+    else:
+        summary["information"] = part
 
 
 def _add_sequence_evaluation(summary: dict, samples: dict, comps, data_split):

@@ -24,6 +24,7 @@ import torch
 
 from zoo.data import torchvision_sets
 from zoo.data.base import DATASETS, SPLIT_SEED, Split, finalize, fixed_split
+from zoo.data.local_files import sha256_file
 from zoo.errors import DataError
 
 FILE = "frey_rawface.mat"
@@ -110,7 +111,7 @@ def frey(binarize=None, seed=0, root=None):
     info = {"source": f"frey_rawface.mat ('ff', {HEIGHT * WIDTH} x {n} uint8) from {path.resolve()}",
             "split": f"{len(train)}/{len(valid)}/{len(test)} train/valid/test, fixed seed {SPLIT_SEED}",
             "sizes": {"train": len(train), "valid": len(valid), "test": len(test)},
-            "scaling": "grey levels 0..255 divided by 255"}
+            "scaling": "grey levels 0..255 divided by 255", "files": {FILE: sha256_file(path)}}
     if n != STANDARD_N:
         info["note"] = f"{n} images, not the standard {STANDARD_N}"
     return finalize("frey", Split(x[train].clone()), Split(x[valid].clone()), Split(x[test].clone()),

@@ -103,6 +103,17 @@ def _read(cls, name: str, root: Path, train: bool):
     return x.reshape(x.shape[0], -1).float().div_(255.0), y.long()
 
 
+def _file_digests(cls, root: Path) -> dict:
+    """SHA-256 of the files torchvision read (the raw IDX files, or the legacy processed ones), for provenance."""
+    from zoo.data.local_files import sha256_file
+
+    raw = root / cls.__name__ / "raw"
+    if all((raw / f).is_file() for f in RAW_FILES):
+        return {f: sha256_file(raw / f) for f in RAW_FILES}
+    processed = root / cls.__name__ / "processed"
+    return {f: sha256_file(processed / f) for f in LEGACY_FILES if (processed / f).is_file()}
+
+
 def _load(cls, name, binarize, seed, root, standard=(60000, 10000)):
     root = Path(os.path.expanduser(str(root if root is not None else default_root())))
     _ensure_files(cls, name, root)
@@ -116,7 +127,7 @@ def _load(cls, name, binarize, seed, root, standard=(60000, 10000)):
     info = {"source": f"torchvision.datasets.{cls.__name__} from {(root / cls.__name__).resolve()}",
             "split": f"{n_train}/{n_valid}/{x_te.shape[0]} train/valid/test: valid = last {n_valid} training images",
             "sizes": {"train": n_train, "valid": n_valid, "test": x_te.shape[0]},
-            "scaling": "grey levels 0..255 divided by 255"}
+            "scaling": "grey levels 0..255 divided by 255", "files": _file_digests(cls, root)}
     if (x_tr.shape[0], x_te.shape[0]) != standard:
         info["note"] = (f"{x_tr.shape[0]}/{x_te.shape[0]} training/test images, not the standard "
                         f"{standard[0]}/{standard[1]}")
