@@ -393,6 +393,16 @@ def print_eval(summary: dict, out=None):
         b = summary["ais"]["bdmc"]
         print(f"  {'BDMC gap':<18} {b['gap']['mean']:10.3f} +- {b['gap']['se']:.3f}  (upper - lower on {b['points']} "
               f"simulated points)", file=out)
+    info = summary.get("information")  # the KL term's split (inference/information.py)
+    if isinstance(info, dict):
+        ms = lambda v: f"{v['mean']:.3f} +- {v['se']:.3f}"  # noqa: E731
+        print(f"  {'I_q(x;z)':<18} {ms(info['mutual_information']):>19}  marginal KL {ms(info['marginal_kl'])}  (I_q <= "
+              f"log N = {info['max_mutual_information']:.3f}; N={info['points']}, K={info['samples_per_point']})", file=out)
+        print(f"  {'total correlation':<18} " + (f"{ms(info['total_correlation']):>19}  dim-wise KL "
+              f"{ms(info['dimensionwise_kl'])}" if info.get("total_correlation") else
+              f"{'none':>10}  ({info.get('dimensionwise_reason')})"), file=out)
+    elif summary.get("information_reason"):
+        print(f"  {'I_q(x;z)':<18} {'none':>10}  ({summary['information_reason']})", file=out)
     share = summary["psis"]["share_khat_above_0.7"]
     if share is not None:
         print(f"  {'PSIS k-hat > 0.7':<18} {100 * share:9.1f}% of points", file=out)
