@@ -352,16 +352,22 @@ def summarize_information(s: InformationSamples, seconds: float = 0.0) -> dict:
 
 
 def evaluate_information(model, guide, x, y=None, num_samples: int = DEFAULT_SAMPLES,
-                         max_points: int = DEFAULT_POINTS, batch_size: int = 100):
+                         max_points: int = DEFAULT_POINTS, batch_size: int = 100, seed: Optional[int] = 0):
     """(eval.json's ``information``, None) over the first ``max_points`` points of x, or (None, the reason it cannot
-    be computed for this model and guide)."""
+    be computed for this model and guide). With ``seed`` the draws are seeded on a forked random stream (the
+    caller's stream is left as it was)."""
     if int(max_points) < 2:
         raise ConfigError(f"the information decomposition needs at least 2 test points, got {max_points}")
+    if int(num_samples) < 1:
+        raise ConfigError(f"the information decomposition needs at least 1 draw per point, got {num_samples}")
     x = x[:int(max_points)]
     y = None if y is None else y[:int(max_points)]
-    reason = information_reason(model, guide, x, y)
-    if reason is not None:
-        return None, reason
-    t0 = time.perf_counter()
-    samples = information_samples(model, guide, x, y, num_samples, batch_size)
-    return summarize_information(samples, time.perf_counter() - t0), None
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        reason = information_reason(model, guide, x, y)
+        if reason is not None:
+            return None, reason
+        t0 = time.perf_counter()
+        samples = information_samples(model, guide, x, y, num_samples, batch_size)
+        return summarize_information(samples, time.perf_counter() - t0), None
