@@ -384,6 +384,37 @@ def test_caltech101_missing_and_foreign(tmp_path, monkeypatch):
     _one_line(err, "cannot read", "as a MATLAB file", caltech101.URL)
 
 
+# ------------------------------------------------------------------------------------------ what is missing, where
+
+def test_missing_files_says_what_to_place_without_loading(tmp_path):
+    """zoo reproduce lists the cells whose data are absent: one line per data set, nothing read or downloaded."""
+    from zoo.data.local_files import missing_files
+
+    root = tmp_path.resolve()
+    assert missing_files("binarized-mnist", str(tmp_path)) == (
+        f"data set 'binarized-mnist': place binarized_mnist_train.amat, binarized_mnist_valid.amat, "
+        f"binarized_mnist_test.amat in the folder {root / 'MNIST_static'} (from {binarized_mnist.URL}"
+        f"binarized_mnist_train.amat, {binarized_mnist.URL}binarized_mnist_valid.amat, "
+        f"{binarized_mnist.URL}binarized_mnist_test.amat)")
+    assert missing_files("omniglot", str(tmp_path)) == (
+        f"data set 'omniglot': place chardata.mat in the folder {root / 'OMNIGLOT'} (from {omniglot.URL})")
+    assert missing_files("caltech101", str(tmp_path)) == (
+        f"data set 'caltech101': place {caltech101.FILE} in the folder {root / 'Caltech101Silhouettes'} (from "
+        f"{caltech101.URL})")
+    assert "place frey_rawface.mat in the folder" in missing_files("frey", str(tmp_path))
+    assert f"in the folder {root / 'FashionMNIST' / 'raw'}" in missing_files("fashion-mnist", str(tmp_path))
+    assert missing_files("mnist5k", str(tmp_path)) is None  # embedded: nothing to place
+    _write_amat(tmp_path / "MNIST_static")
+    (tmp_path / "MNIST_static" / "binarized_mnist_valid.amat").unlink()
+    assert missing_files("binarized-mnist", str(tmp_path)) == (
+        f"data set 'binarized-mnist': place binarized_mnist_valid.amat in the folder {root / 'MNIST_static'} (from "
+        f"{binarized_mnist.URL}binarized_mnist_valid.amat)")
+    _write_amat(tmp_path / "MNIST_static")
+    (tmp_path / "OMNIGLOT").mkdir()
+    (tmp_path / "chardata.mat").write_bytes(b"")  # right in the root counts too (its content is the loader's business)
+    assert missing_files("binarized-mnist", str(tmp_path)) is None and missing_files("omniglot", str(tmp_path)) is None
+
+
 # ----------------------------------------------------------------------------------------------------- provenance
 
 def test_torchvision_sets_record_file_checksums(tmp_path):
@@ -410,6 +441,7 @@ def test_eval_json_provenance(tmp_path, capsys):
     import platform
 
     from zoo.cli.main import main
+    from zoo.cli.runs import evaluate_run
     from zoo.provenance import cpu_name, git_state
 
     data_root = tmp_path / "data"
@@ -417,8 +449,11 @@ def test_eval_json_provenance(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert main(["train", "--data", "binarized-mnist", "--data-root", str(data_root), "--out", out, "--device", "cpu",
                  "--epochs", "1", "--batch-size", "10", "--latent-dim", "2", "--hidden", "8", "--no-progress"]) == 0
-    evaluate = ["evaluate", out, "--samples", "2", "--no-progress", "--quality-samples", "0"]
-    assert main(evaluate) == 0
+
+    def evaluate():
+        evaluate_run(out, num_samples=2, device="cpu", progress=False, quality_samples=0)
+
+    evaluate()
     first = json.load(open(os.path.join(out, "eval.json")))["provenance"]
     assert set(first) == {"data", "zoo_version", "git_commit", "git_dirty", "torch", "pyro", "python", "device",
                           "cpu"}
@@ -434,7 +469,7 @@ def test_eval_json_provenance(tmp_path, capsys):
 
     text = test_file.read_text()
     test_file.write_text(text.replace("0", "1", 1))  # one pixel of the first test image
-    assert main(evaluate) == 0
+    evaluate()
     second = json.load(open(os.path.join(out, "eval.json")))["provenance"]["data"]
     assert second["files"]["binarized_mnist_test.amat"] != data["files"]["binarized_mnist_test.amat"]
     assert second["files"]["binarized_mnist_train.amat"] == data["files"]["binarized_mnist_train.amat"]

@@ -126,3 +126,46 @@ def column_major_images(rows, height: int, width: int):
     ``rows[i, r + height * c]``. For 28x28 this is the papers' ``x.reshape(-1, 28, 28).reshape(-1, 784, order='F')``."""
     n = rows.shape[0]
     return rows.reshape(n, width, height).transpose(0, 2, 1).reshape(n, height * width)
+
+
+def _file_sets(name: str):
+    """(folders to search, {file: URL}) of a file-based registered data set, or None."""
+    from zoo.data import binarized_mnist, caltech101, omniglot
+
+    if name == binarized_mnist.NAME:
+        return binarized_mnist.SUBDIRS, {f: binarized_mnist.URL + f for f in binarized_mnist.FILES.values()}
+    if name == omniglot.NAME:
+        return omniglot.SUBDIRS, {omniglot.FILE: omniglot.URL}
+    if name == caltech101.NAME:
+        return caltech101.SUBDIRS, {caltech101.FILE: caltech101.URL}
+    return None
+
+
+def missing_files(name: str, root=None) -> Optional[str]:
+    """Without loading or downloading anything: None when the files of the registered data set ``name`` are on disk
+    under ``root`` (or it needs none), else one line saying what to place where (``zoo reproduce`` lists such cells)."""
+    root = data_root(root)
+    if name in ("mnist", "fashion-mnist"):
+        folder = "MNIST" if name == "mnist" else "FashionMNIST"
+        raw, processed = root / folder / "raw", root / folder / "processed"
+        if all((processed / f).is_file() for f in torchvision_sets.LEGACY_FILES):
+            return None
+        absent = [f for f in torchvision_sets.RAW_FILES
+                  if not (raw / f).is_file() and not (raw / (f + ".gz")).is_file()]
+        return None if not absent else (f"data set {name!r}: place {', '.join(f + '(.gz)' for f in absent)} in the "
+                                        f"folder {raw.resolve()}")
+    if name == "frey":
+        from zoo.data import frey
+
+        if any(p.is_file() for p in frey.candidates(root)):
+            return None
+        return f"data set 'frey': place {frey.FILE} in the folder {root.resolve()} (from {frey.URL})"
+    sets = _file_sets(name)
+    if sets is None:
+        return None
+    subdirs, urls = sets
+    if find_folder(root, subdirs, urls) is not None:
+        return None
+    target, absent = best_folder(root, subdirs, urls)
+    return (f"data set {name!r}: place {', '.join(absent)} in the folder {target.resolve()} (from "
+            f"{', '.join(urls[f] for f in absent)})")
