@@ -177,3 +177,22 @@ def test_bad_arguments_are_one_line_config_errors():
             evaluate_information(model, guide, x, **kwargs)
         assert "\n" not in str(e.value)
     assert information_reason(model, guide, x[:1]).startswith("the aggregate posterior needs at least 2")
+
+
+def test_the_report_table_shows_the_numbers_or_the_reason():
+    from types import SimpleNamespace
+
+    from reports.information_table import information_table
+
+    model, guide, x = linear_encoder(50)
+    part, _ = evaluate_information(model, guide, x, num_samples=1)
+    config = {"model": {"name": "vae"}, "guide": "diagonal", "objective": "elbo", "train": {"beta": 4.0}}
+    runs = [SimpleNamespace(name="a", config=config, summary={"information": part}),
+            SimpleNamespace(name="b", config=config, summary={"information_reason": "discrete latent 'y': ..."}),
+            SimpleNamespace(name="c", config=config, summary={})]
+    table = information_table(runs)
+    assert list(table["run"]) == ["a", "b", "c"] and table["objective"][0] == "elbo (beta=4)"
+    mi = part["mutual_information"]
+    assert table["I_q(x;z)"][0] == f"{mi['mean']:.3f} ± {mi['se']:.3f}" and table["N × K"][0] == "50 × 1"
+    assert table["I_q(x;z)"][1] == "none: discrete latent 'y': ..." and table["I_q(x;z)"][2].startswith("none: not")
+    assert information_table(runs[2:]).empty
