@@ -19,7 +19,7 @@ import torch
 from inference import checkpoint as ckpt
 from inference import distributed as ddp
 from inference import run_dir as rd
-from zoo.networks.precision import PRECISIONS, autocast
+from zoo.networks.precision import autocast, resolve_precision
 
 
 @dataclass
@@ -35,7 +35,9 @@ class TrainConfig:
     valid_batch_size: int = 500
     progress: bool = True
     validate: bool = False  # Pyro's argument validation (slow; tests turn it on)
-    precision: str = "fp32"  # "bf16": autocast the networks to bfloat16; log-densities stay float32
+    precision: str = "auto"  # "bf16": autocast the networks to bfloat16 (log-densities stay float32); "auto": bf16
+    # only where the device runs it natively, else fp32 (zoo/networks/native_bf16.py); config.json records the result
+    precision_reason: Optional[str] = None  # why that precision (recorded when "auto" or a requested one is resolved)
     # two-player (adversarial) training only; None: the objective's default (inference/adversarial.py)
     critic: Optional[str] = None  # the critic's spec (--critic mlp|dcgan|module:attr)
     critic_steps: Optional[int] = None  # critic updates per generator update
@@ -81,10 +83,8 @@ class Trainer:
         self.dist = ddp.current()
         self.device = data.train.x.device
         self.loss_module = self._make_loss_module()
-        if config.precision not in PRECISIONS:
-            from zoo.errors import ConfigError
-
-            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+        precision, reason = resolve_precision(config.precision, self.device)  # once, before the first step
+        self.config = config = replace(config, precision=precision, precision_reason=config.precision_reason or reason)
         n = len(data.train)
         self.global_batch = config.batch_size * self.dist.world_size
         if self.dist.world_size > 1:  # equal shards on every rank: an incomplete last global batch is dropped

@@ -7,10 +7,12 @@ import torch
 def _sample_quality_settings(tmp_path_factory):
     """Sample-quality metrics in tests: the feature classifiers are cached in one folder per session (never the user's
     ~/.cache), so each is trained once, and `zoo evaluate` draws 200 samples by default instead of 2000 (tests that
-    check the metrics pass --quality-samples themselves)."""
+    check the metrics pass --quality-samples themselves). --precision auto resolves to fp32 on every machine
+    ($ZOO_NATIVE_BF16=0), so the tests' numbers do not depend on the CPU's bf16 units."""
     import os
 
-    settings = {"ZOO_CACHE_DIR": str(tmp_path_factory.mktemp("zoo-cache")), "ZOO_QUALITY_SAMPLES": "200"}
+    settings = {"ZOO_CACHE_DIR": str(tmp_path_factory.mktemp("zoo-cache")), "ZOO_QUALITY_SAMPLES": "200",
+                "ZOO_NATIVE_BF16": "0"}
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
     yield

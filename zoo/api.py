@@ -131,8 +131,9 @@ def train(model: Any = "vae", guide: Any = None, objective: Any = None, data: Un
     train_names = {f.name for f in fields(TrainConfig)}
     unknown = [k for k in options if k not in train_names and k not in _GENERAL_MODEL_OPTIONS]
     if unknown:
+        shown = sorted(train_names - {"progress", "validate", "precision_reason"})
         raise ConfigError(f"zoo.train got an unknown option {unknown[0]!r}; training options: "
-                          f"{', '.join(sorted(train_names - {'progress', 'validate'}))}; model options: "
+                          f"{', '.join(shown)}; model options: "
                           f"{', '.join(_GENERAL_MODEL_OPTIONS)} (a model's own: model_options={{...}})")
     objects: dict = {}
     model_spec = _spec("model", model, objects)
@@ -176,7 +177,7 @@ def load(run_dir: Union[str, Run]) -> Run:
 
 
 def evaluate(run: Union[str, Run], samples: int = 5000, split: str = "test", batch_size: int = 100,
-             device: str = "auto", precision: str = "fp32", progress: bool = True, estimator: str = "is",
+             device: str = "auto", precision: str = "auto", progress: bool = True, estimator: str = "is",
              chains: int = 16, leapfrog: int = 10, bdmc: int = 0, quality_samples: Optional[int] = None) -> dict:
     """Evaluate a run with the zoo's protocol (as ``zoo evaluate``); writes and returns its eval.json content.
     ``estimator="ais:T"`` adds annealed importance sampling (``chains``, ``leapfrog``; ``bdmc=N`` simulated points

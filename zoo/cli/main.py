@@ -144,8 +144,10 @@ def build_parser():
     t.add_argument("--patience", type=_positive_int, default=None, help="early stopping patience in epochs")
     t.add_argument("--checkpoint-every", type=_nonneg_int, default=0, help="also checkpoint every N steps")
     t.add_argument("--seed", type=_seed, default=0)
-    t.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16: autocast the networks to bfloat16 (log-densities stay float32)")
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16: autocast the networks to bfloat16 (log-densities stay float32); auto (default): bf16 "
+                        "only where the hardware runs it natively (AMX, AVX-512 BF16, GPUs from compute capability "
+                        "8.0), else fp32; config.json records the choice and why")
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel training; launch with `torchrun --nproc_per_node N -m zoo train --distributed`")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -160,8 +162,9 @@ def build_parser():
     e.add_argument("--samples", type=_positive_int, default=5000, help="importance samples K per test point")
     e.add_argument("--split", choices=["test", "valid"], default="test")
     e.add_argument("--batch-size", type=_positive_int, default=100)
-    e.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16: run the networks under bfloat16 autocast (log-densities and weights stay float32)")
+    e.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16: run the networks under bfloat16 autocast (log-densities and weights stay float32); "
+                        "auto (default): bf16 only where it is native, else fp32; eval.json records the choice and why")
     e.add_argument("--no-log-weights", action="store_true",
                    help="do not keep the (points x K) log-weights for the report's arviz export (memory flat in K)")
     e.add_argument("--estimator", default="is", metavar="is|ais:T",

@@ -18,6 +18,7 @@ from inference.atomic_write import remove_leftovers, write_atomic
 from inference.checkpoint import load_tensors, save_atomic
 from inference.run_lock import RunLock
 from zoo.errors import ConfigError, RunDirError
+from zoo.networks.precision import resolve_precision
 from zoo.provenance import evaluation_provenance
 
 
@@ -58,6 +59,7 @@ def train_run(config: dict, out: str, resume: bool = False, on_step=None, progre
 
 def _train_run(config: dict, out: str, resume: bool, on_step, progress, objects) -> dict:
     device = resolve_device(config.get("device", "auto"))
+    _resolve_train_precision(config, device)
     pyro.set_rng_seed(config["train"]["seed"])  # the initial weights depend on the seed alone
     semi_supervised.prepare_config(config)  # model/guide/objective pair; M1+M2's --m1-run
     comps = build_components(config, device, objects=objects)
@@ -91,6 +93,17 @@ def _train_run(config: dict, out: str, resume: bool, on_step, progress, objects)
     return progress_state
 
 
+def _resolve_train_precision(config: dict, device):
+    """config["train"]["precision"] as the run uses it: ``auto`` resolved for this device (bf16 only where it is
+    native) and recorded in config.json with its reason in ``precision_reason``. A recorded fp32 or bf16 (a resumed
+    run, also on another machine, whose precision is never switched under it; an old config) is kept."""
+    train = config["train"]
+    requested = train.get("precision", "fp32")  # configs from before --precision ran fp32
+    train["precision"], reason = resolve_precision(requested, device)
+    if requested == "auto" or not train.get("precision_reason"):
+        train["precision_reason"] = reason
+
+
 DEFAULT_QUALITY_SAMPLES = 2000
 QUALITY_SAMPLES_ENV = "ZOO_QUALITY_SAMPLES"
 
@@ -112,7 +125,7 @@ def default_quality_samples() -> int:
 
 
 def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", batch_size: int = 100,
-                 device=None, progress=True, keep_log_weights=True, precision="fp32", ais: Optional[dict] = None,
+                 device=None, progress=True, keep_log_weights=True, precision="auto", ais: Optional[dict] = None,
                  quality_samples: Optional[int] = None) -> dict:
     """Evaluate the best weights of a run with the zoo's protocol; write eval.json and eval_points.pt.
 
@@ -144,7 +157,9 @@ IMPLICIT_REASON = "implicit generator: x = G(z) has no density"
 
 def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, keep_log_weights, precision,
                   ais=None, quality_samples=DEFAULT_QUALITY_SAMPLES) -> dict:
-    comps = load_run(run_dir, resolve_device(device or "auto"))
+    device = resolve_device(device or "auto")
+    precision, precision_reason = resolve_precision(precision, device)  # auto: bf16 only where it is native
+    comps = load_run(run_dir, device)
     data_split = getattr(comps.data, split)
     comps.model.check_data(data_split.x, f"the {split} split")
     if getattr(comps.model, "implicit", False):
@@ -167,6 +182,7 @@ def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, kee
             summary["protocol"]["proposal"] = comps.guide.describe()
             summary["proposal_fit"] = comps.guide.fit_summary()
             comps.guide = guide
+    summary["protocol"]["precision_reason"] = precision_reason
     _add_sample_quality(summary, comps, split, quality_samples, progress)
     metrics = rd.read_metrics(run_dir)
     summary["train_seconds"] = sum(r.get("seconds", 0.0) for r in metrics)
