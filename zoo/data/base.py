@@ -91,16 +91,9 @@ def _mix(seed: int, stream: int) -> int:
 
 
 def binarize_fixed(x: torch.Tensor, seed: int, stream: int) -> torch.Tensor:
-    """One seeded Bernoulli draw of grey levels in [0, 1] (static binarization, and the fixed valid/test draw).
-    Data that are bits already (binarized-mnist, caltech101) are their own draw: returned without drawing."""
-    if _is_bits(x):
-        return x.clone()
+    """One seeded Bernoulli draw of grey levels in [0, 1] (static binarization, and the fixed valid/test draw)."""
     gen = torch.Generator(device=x.device).manual_seed(_mix(seed, 10_000 + stream))
     return _keep_padding(x, torch.bernoulli(x.nan_to_num(0.0), generator=gen))
-
-
-def _is_bits(x: torch.Tensor) -> bool:
-    return x.numel() > 0 and bool(((x == 0) | (x == 1)).all())
 
 
 def _keep_padding(x: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
