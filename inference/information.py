@@ -201,7 +201,7 @@ def _draw(model, guide, x, y, K: int):
         reason = (f"z concatenates {len(names)} latent sites ({', '.join(names)}); the guide and the prior couple them "
                   f"(e.g. q(z1|x, z2), p(z1|z2)), so the per-dimension marginals q(z_j), p(z_j) are not available: "
                   f"TC and dimension-wise KL are computed for a single latent site")
-    elif _univariate(gsites[0][1]["fn"]) is None:
+    elif _per_dim(gsites[0][1]) is None:
         reason = ("the guide's q(z|x) is not a product of univariate densities (a flow or a full covariance): its joint "
                   "density is exact, its per-dimension marginals q(z_j|x) are not available, so TC and "
                   "dimension-wise KL are absent")
@@ -291,7 +291,8 @@ def information_samples(model, guide, x, y=None, num_samples: int = DEFAULT_SAMP
     width = sum(int(np.prod(v.shape[1:])) for v in z.values())
     if budget is None:
         budget = CHUNK_FLOATS if x.device.type == "cpu" else CHUNK_FLOATS_GPU
-    per_pair = width if path == "direct" else width + getattr(guide, "context_dim", 0) + 256
+    # a diagonal guide's block is (draws, points, dims); a flow's or a conditioned guide's networks run on every pair
+    per_pair = width if path == "direct" and dims else width + getattr(guide, "context_dim", 0) + 256
     block = min(N, batch_size)
     chunk = max(1, min(total, budget // max(1, block * per_pair)))
     agg = x.new_full((total,), -math.inf, dtype=torch.float64)
