@@ -116,6 +116,9 @@ def main():
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from machine_info import machine_line
+
+    print(machine_line(), flush=True)  # what the figures below were measured on
     unknown = [s for s in args.systems.split(",") if s not in SYSTEMS]
     if unknown:
         raise SystemExit(f"unknown system {unknown[0]!r}; choose from {', '.join(SYSTEMS)}")

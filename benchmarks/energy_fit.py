@@ -84,6 +84,9 @@ def plot(results, energies, families, out_png, samples, seed):
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    from machine_info import machine_line
+
+    print(machine_line(), flush=True)  # what the figures below were measured on
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     energies = [e.strip() for e in args.energies.split(",") if e.strip()]
     for f in families:

@@ -122,22 +122,38 @@ def main():
     p.add_argument("--repeats", type=int, default=3, help="zoo timings: median over repeats")
     p.add_argument("--train-epochs", type=int, default=5, help="train the zoo's network first (0: random weights)")
     p.add_argument("--pythae-points", type=int, default=20, help="pythae loops per point: fewer points suffice")
-    p.add_argument("--memory-samples", default="5000,50000")
+    p.add_argument("--precisions", default="auto,fp32,bf16",
+                   help="the zoo's rows (auto: what --precision auto, the default, runs on this machine)")
+    p.add_argument("--memory-samples", default="5000,50000", help="K of the memory rows ('' skips them)")
     p.add_argument("--memory-points", type=int, default=100)
     args = p.parse_args()
+    from machine_info import machine_line
+
+    print(machine_line(), flush=True)  # what the figures below were measured on
     from zoo.data import load_dataset
 
     x = load_dataset("mnist5k", binarize="dynamic", seed=0).test.x[:args.points]
     comps = zoo_network(args.train_epochs)
-    rows = {prec: zoo_throughput(comps, x, args.samples, prec, args.repeats) for prec in ("fp32", "bf16")}
+    from zoo.networks.precision import resolve_precision
+
+    precisions = [v for v in args.precisions.split(",") if v] or ["fp32"]
+    precisions = (["fp32"] if "fp32" not in precisions else []) + precisions  # the reference of the NLL differences
+    runs = {prec: [] for prec in precisions}
+    for _ in range(args.repeats):  # interleaved: load from other processes falls on every row alike
+        for prec in precisions:
+            runs[prec].append(zoo_throughput(comps, x, args.samples, prec, 1))
+    rows = {prec: (statistics.median(rate for rate, _ in v), v[-1][1]) for prec, v in runs.items()}
     print(f"evaluation throughput at K={args.samples}, {args.points} mnist5k test digits "
           f"(point-samples per second, CPU threads {torch.get_num_threads()})")
     nll32 = rows["fp32"][1]
     for prec, (rate, nll) in rows.items():
         d = nll - nll32
         se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
-        print(f"  zoo importance_sample {prec}  {rate:>12,.0f}   NLL {nll.mean():8.3f}"
-              + (f"  (bf16 - fp32: {d.mean():+.4f} +- {se:.4f} nats)" if prec != "fp32" else ""))
+        ran = resolve_precision(prec, "cpu")[0] if prec == "auto" else prec
+        name = prec + (f" ({ran})" if prec == "auto" else "")
+        print(f"  zoo importance_sample {name:<11} {rate:>12,.0f}   NLL {nll.mean():8.3f}"
+              + (f"  ({rate / rows['fp32'][0]:.2f}x fp32)" if prec != "fp32" else "")
+              + (f"  ({prec} - fp32: {d.mean():+.4f} +- {se:.4f} nats)" if ran != "fp32" else ""))
     pythae_rate = None
     try:
         import pythae  # noqa: F401
@@ -147,20 +163,21 @@ def main():
         for bs in (100, args.samples):
             rate = pythae_throughput(x[:args.pythae_points], args.samples, bs)
             pythae_rate = pythae_rate or rate
-            print(f"  pythae get_nll(batch={bs:<5})    {rate:>10,.0f}   zoo fp32 / pythae = "
-                  f"{rows['fp32'][0] / rate:.2f}, zoo bf16 / pythae = {rows['bf16'][0] / rate:.2f}")
+            print(f"  pythae get_nll(batch={bs:<5})    {rate:>10,.0f}   "
+                  + ", ".join(f"zoo {prec} / pythae = {r / rate:.2f}" for prec, (r, _) in rows.items()))
     mem = []
-    for k in [int(v) for v in args.memory_samples.split(",")]:
+    for k in [int(v) for v in args.memory_samples.split(",") if v]:
         peak, chunk = peak_memory_mib(args.memory_points, k)
         mem.append((k, peak, chunk))
-    print(f"\npeak resident memory of the zoo's evaluation ({args.memory_points} points, fresh process)")
+    if mem:
+        print(f"\npeak resident memory of the zoo's evaluation ({args.memory_points} points, fresh process)")
     for k, peak, chunk in mem:
         print(f"  K={k:<7} {peak:8.1f} MiB   (one chunk of particles: {chunk:.1f} MiB)")
     if len(mem) >= 2:
         diff = mem[-1][1] - mem[0][1]
         print(f"  difference {diff:.1f} MiB; one chunk {mem[0][2]:.1f} MiB -> "
               f"{'bounded' if abs(diff) < mem[0][2] else 'NOT bounded'}")
-    print(json.dumps({"zoo_fp32": rows["fp32"][0], "zoo_bf16": rows["bf16"][0], "pythae": pythae_rate,
+    print(json.dumps({**{f"zoo_{prec}": r for prec, (r, _) in rows.items()}, "pythae": pythae_rate,
                       "peak_mib": {k: peak for k, peak, _ in mem}}))
 
 

@@ -201,7 +201,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from machine_info import machine_line
 
+    print(machine_line(), flush=True)  # what the figures below were measured on
     m, s = mixture_moments()
     print(f"P = {WEIGHTS[0]} N({MEANS[0]}, {SCALES[0]}^2) + {WEIGHTS[1]} N({MEANS[1]}, {SCALES[1]}^2) "
           f"(mean {m:.4f}, sd {s:.4f}); Q = N(mu, sigma^2) from (0, 1); {args.steps} alternating Adam steps, "

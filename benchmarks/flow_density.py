@@ -92,6 +92,9 @@ def main():
     p.add_argument("--figures", default=None, metavar="DIR", help="also write each model's flow figures here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    from machine_info import machine_line
+
+    print(machine_line(), flush=True)  # what the figures below were measured on
     pyro.enable_validation(False)
     rows = []
     for name in args.models.split(","):

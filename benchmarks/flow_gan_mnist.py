@@ -41,6 +41,9 @@ def main():
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from machine_info import machine_line
+
+    print(machine_line(), flush=True)  # what the figures below were measured on
     results = []
     with tempfile.TemporaryDirectory() as folder:
         for name in args.systems.split(","):

@@ -28,7 +28,7 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine_info import cpu_name  # noqa: E402
+from machine_info import machine_line  # noqa: E402
 
 
 def trained(args):
@@ -100,7 +100,7 @@ def main():
     model.eval(), guide.eval()
     x = comps.data.test.x[:args.points]
     named = groups(model, guide)
-    print(f"CPU: {cpu_name()}; torch threads {torch.get_num_threads()}; device cpu; torch {torch.__version__}")
+    print(machine_line(), flush=True)  # what the figures below were measured on
     print(f"vae + {args.guide} on {args.data}: latent {args.latent_dim}, hidden {args.hidden}, trained {args.epochs} "
           f"epochs with iwae:{args.train_k} ({train_s:.1f} s); gradients of the mean over {args.points} test points, "
           f"{args.reps} draws each")

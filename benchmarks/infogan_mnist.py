@@ -62,6 +62,9 @@ def main():
     import torch
 
     torch.set_num_threads(args.threads)
+    from machine_info import machine_line
+
+    print(machine_line(), flush=True)  # what the figures below were measured on
     from zoo.cli.main import main as zoo_main
 
     with tempfile.TemporaryDirectory() as folder:

@@ -46,6 +46,9 @@ def main():
     p.add_argument("--out", default=None, help="keep the run directories here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    from benchmarks.machine_info import machine_line
+
+    print(machine_line(), flush=True)  # what the figures below were measured on
     betas = [float(b) for b in args.betas.split(",") if b.strip()]
     hidden = [int(h) for h in args.hidden.split(",") if h.strip()]
     root = args.out or tempfile.mkdtemp(prefix="information-beta-")

@@ -41,6 +41,10 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="folder for the runs (default: a temporary one)")
     args = p.parse_args()
+    from machine_info import machine_line
+    from zoo.cli.assemble import resolve_device
+
+    print(machine_line(resolve_device(args.device)), flush=True)  # what the figures below were measured on
     out = args.out or tempfile.mkdtemp(prefix="mvae-colour-")
     data = "mnist5k-colour" + (f":{args.missing}" if args.missing else "")
     options = {"latent_dim": args.latent, "hidden": [int(h) for h in args.hidden.split(",")], "likelihood": "gaussian"}

@@ -30,6 +30,9 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="keep the run directories here")
     args = p.parse_args()
+    from machine_info import machine_line
+
+    print(machine_line(), flush=True)  # what the figures below were measured on
     names = args.guides.split(",") if args.guides else ["diagonal"] + [e.name for e in GUIDES if e.arg == "K"]
     root = args.out or tempfile.mkdtemp(prefix="posterior-flows-")
     rows, per_point = [], {}

@@ -172,6 +172,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     systems = [s for s in args.systems.split(",") if s]
+    from machine_info import machine_line
+
+    print(machine_line(), flush=True)  # what the figures below were measured on
     cpu, threads = cpu_name(), torch.get_num_threads()
     log(f"mnist5k; systems {systems}; {args.epochs} epochs; {cpu}, {threads} torch threads")
     rows = []

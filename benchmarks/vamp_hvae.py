@@ -48,6 +48,9 @@ def main():
     p.add_argument("--out", default=None, help="keep the run directories here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    from machine_info import machine_line
+
+    print(machine_line(), flush=True)  # what the figures below were measured on
     hidden = [int(h) for h in args.hidden.split(",") if h.strip()]
     root = args.out or tempfile.mkdtemp(prefix="vamp-hvae-")
     rows, per_point = [], {}

@@ -38,6 +38,10 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="folder for the two runs (default: a temporary one)")
     args = p.parse_args()
+    from machine_info import machine_line
+    from zoo.cli.assemble import resolve_device
+
+    print(machine_line(resolve_device(args.device)), flush=True)  # what the figures below were measured on
     out = args.out or tempfile.mkdtemp(prefix="vrnn-rows-")
     systems = [("vae", "diagonal", "mnist5k", {"latent_dim": args.vae_latent,
                                                "hidden": [int(h) for h in args.vae_hidden.split(",")],
