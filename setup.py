@@ -7,6 +7,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["zoo", "zoo.*", "guides", "guides.*", "inference", "inference.*",
                                     "reports", "reports.*"]),
+    package_data={"zoo": ["configs/*.toml"]},  # the papers' configurations (zoo reproduce, zoo train --config)
     install_requires=[
         "torch>=2.4",
         "torchvision",

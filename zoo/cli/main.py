@@ -86,6 +86,10 @@ def build_parser():
     sub.add_parser("list", help="list registered models, guides, objectives, priors, likelihoods and data sets")
 
     t = sub.add_parser("train", help="train a model with a guide and an objective")
+    t.add_argument("--config", default=None, metavar="FILE",
+                   help="a TOML configuration file (zoo/configs/*.toml: vampprior, sylvester, iwae, m2, or yours): its "
+                        "settings are the defaults, flags given here override them; config.json records both")
+    t.add_argument("--cell", default=None, metavar="NAME", help="with --config: the cell of the file's table to run")
     t.add_argument("--model", default="vae",
                    help="a registered model (`zoo list`), or your own: package.module:attr or path/to/file.py:attr "
                         "(a Pyro model function model(x, y=None), an nn.Module, or a model class)")
@@ -200,6 +204,10 @@ def build_parser():
     r.add_argument("--device", default="auto")
     r.add_argument("--no-progress", action="store_true")
 
+    from zoo.cli.reproduce import add_parser as add_reproduce_parser
+
+    add_reproduce_parser(sub, _positive_int)
+
     d = sub.add_parser("demo", help="train the default VAE on the embedded MNIST digits, evaluate it, draw samples")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--epochs", type=_positive_int, default=30)
@@ -219,11 +227,12 @@ def cmd_list(args):
     from zoo.model import MODELS
     from zoo.priors import PRIORS
     from zoo.critics import CRITICS
+    from zoo.tables import TABLES
 
     register_all()
     for title, registry in (("models", MODELS), ("guides", GUIDES), ("objectives", OBJECTIVES),
                             ("critics", CRITICS), ("priors", PRIORS), ("likelihoods", LIKELIHOODS),
-                            ("data sets", DATASETS)):
+                            ("data sets", DATASETS), ("tables (zoo reproduce)", TABLES)):
         print(f"{title}:")
         for entry in registry:
             name = entry.name + (f"[:{entry.arg}]" if entry.arg and entry.meta.get("optional_arg") else
@@ -243,6 +252,10 @@ def cmd_train(args):
 
         _, device = init_from_env(args.device)
         args.device = str(device)
+    if args.config:  # the file's settings where no flag was given (zoo/config_files.py)
+        from zoo.config_files import apply_to_train_args
+
+        args.config_record = apply_to_train_args(args, getattr(args, "_argv", None))
     given = _given_options(args)
     if args.resume:
         config = rd.read_config(args.resume)
@@ -297,6 +310,8 @@ def cmd_train(args):
                    "alpha": args.alpha, "m1_run": args.m1_run, "latent_dim1": args.latent_dim1}
         config = make_config(args.model, args.guide, args.objective, args.data, args.binarize, options, train,
                              device=args.device, root=args.data_root)
+        if getattr(args, "config_record", None):
+            config["config_file"] = args.config_record
         if args.labels:
             config["data"]["labels"] = args.labels
             config["data"]["label_repeat"] = args.label_repeat or model_default(args.model, "label_repeat", 1)
@@ -479,8 +494,14 @@ def cmd_report(args):
     return run_from_args(args)
 
 
+def cmd_reproduce(args):
+    from zoo.cli.reproduce import cmd_reproduce as run
+
+    return run(args)
+
+
 COMMANDS = {"list": cmd_list, "train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "demo": cmd_demo,
-            "report": cmd_report}
+            "report": cmd_report, "reproduce": cmd_reproduce}
 
 
 def _out_of_memory(error) -> str:
@@ -502,6 +523,7 @@ def _out_of_memory(error) -> str:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args._argv = list(sys.argv[1:] if argv is None else argv)  # which options were given (zoo train --config)
     except SystemExit as e:  # argparse's own errors (one line, see _Parser.error) and --help
         return e.code
     try:
