@@ -90,7 +90,7 @@ def _config(epochs=1, **train):
                        {"latent_dim": 2, "hidden": [16], "likelihood": "bernoulli"}, cfg, device="cpu")
 
 
-def test_config_and_eval_record_the_precision_used_and_why(tmp_path, monkeypatch):
+def test_config_and_eval_record_the_precision_used_and_why(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(NATIVE_BF16_ENV, "0")
     run = str(tmp_path / "run")
     train_run(_config(), run, progress=False)  # precision "auto", the default
@@ -100,6 +100,17 @@ def test_config_and_eval_record_the_precision_used_and_why(tmp_path, monkeypatch
     on_disk = json.load(open(rd.path(run, rd.EVAL)))["protocol"]
     assert protocol == on_disk
     assert on_disk["precision"] == "fp32" and on_disk["precision_reason"].startswith("auto: no native bf16")
+    # an explicit bf16 there: one `zoo: warning:` line with the probe's factor, and eval.json says why it ran bf16
+    from zoo.cli.main import main
+
+    monkeypatch.setattr(native_bf16, "_WARNED", set())
+    capsys.readouterr()
+    code = main(["evaluate", run, "--samples", "5", "--no-progress", "--quality-samples", "0", "--precision", "bf16"])
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert code == 0 and len(warned) == 1 and warned[0].startswith("zoo: warning: --precision bf16 where it is not")
+    assert re.search(r"\d+\.\dx as long as in fp32", warned[0])
+    protocol = json.load(open(rd.path(run, rd.EVAL)))["protocol"]
+    assert protocol["precision"] == "bf16" and protocol["precision_reason"].startswith("bf16 requested; no native")
     monkeypatch.setenv(NATIVE_BF16_ENV, "1")  # the same run on a machine with native bf16
     protocol = evaluate_run(run, 5, progress=False, quality_samples=0)["protocol"]
     assert protocol["precision"] == "bf16" and protocol["precision_reason"].startswith("auto: native bf16")

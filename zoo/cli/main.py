@@ -3,6 +3,7 @@
 Every error a user can cause is one line on stderr and exit code 2, never a traceback.
 """
 import argparse
+import contextlib
 import os
 import sys
 
@@ -520,6 +521,25 @@ def _out_of_memory(error) -> str:
               "(a label of 10^9 asks for 10^9 classes)")
 
 
+@contextlib.contextmanager
+def _zoo_warnings():
+    """The zoo's own warnings (``PrecisionWarning``) as one ``zoo: warning: ...`` line on stderr, like its errors;
+    every other warning as Python shows it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if category.__name__ == "PrecisionWarning":
+                print(f"zoo: warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -527,7 +547,8 @@ def main(argv=None) -> int:
     except SystemExit as e:  # argparse's own errors (one line, see _Parser.error) and --help
         return e.code
     try:
-        return COMMANDS[args.command](args)
+        with _zoo_warnings():
+            return COMMANDS[args.command](args)
     except ZooError as e:
         print(f"zoo: error: {e}", file=sys.stderr)
         return 2

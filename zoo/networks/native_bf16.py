@@ -222,9 +222,9 @@ def resolve_precision(requested: str, device="cpu", native: Optional[bool] = Non
             reason = f"bf16 requested; {why}: a short probe ran bf16 {factor:.1f}x as long as fp32"
             if str(d) not in _WARNED:
                 _WARNED.add(str(d))
-                warnings.warn(f"zoo: --precision bf16 where bfloat16 is not native ({why}): a short probe ran a small "
-                              f"network {factor:.1f}x as long as in fp32 on {_where(d)}; running bf16 as asked "
-                              f"(--precision auto or fp32 would run fp32 here)", PrecisionWarning, stacklevel=2)
+                warnings.warn(f"--precision bf16 where it is not native: {why}; a short probe ran a small network "
+                              f"{factor:.1f}x as long as in fp32 on {_where(d)}; running bf16 as asked (--precision "
+                              f"auto or fp32 would run fp32 there)", PrecisionWarning, stacklevel=2)
             return "bf16", reason
         return "bf16", f"bf16 requested; {why}"
     return "bf16", f"bf16 requested; {why}" if ok else f"bf16 requested ({why})"
