@@ -20,7 +20,7 @@ A user's own guide -- a class taking ``(model, **options)``, an ``nn.Module``, o
 site the model lacks.
 """
 import inspect
-from typing import Dict
+from typing import Dict, Optional
 
 import pyro
 import pyro.distributions as dist
@@ -69,6 +69,13 @@ class AmortizedGuide(nn.Module):
     def site_distribution(self, site, context: torch.Tensor):
         """q(site | x, parents) given the per-point context (h(x) and the parents' values), batch shape context[:-1]."""
         raise NotImplementedError
+
+    def local_parameter_heads(self) -> Optional[Dict[str, nn.Module]]:
+        """The modules whose outputs hold q's per-data-point parameters, by a readable name, or None when this guide has
+        none that could be set free per point. Each output has shape (..., B, p), one p-vector per data point along
+        the data dim: the local fit of the inference gap (:mod:`inference.inference_gap`) adds a free per-point tensor
+        to it. Subclasses with such heads say which."""
+        return None
 
     def forward(self, x: torch.Tensor, y=None) -> Dict[str, torch.Tensor]:
         h = self.encoder(x)

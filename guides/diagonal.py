@@ -20,6 +20,10 @@ class GaussianHeads(nn.Module):
         super().__init__()
         self.heads = nn.ModuleDict({s.name: nn.Linear(input_dims[s.name], 2 * s.dim) for s in sites})
 
+    def local_parameter_heads(self):
+        """Each site's linear head, whose output is (loc, scale before the softplus) per point."""
+        return {f"{name} (loc, scale)": head for name, head in self.heads.items()}
+
     def forward(self, name, context):
         loc, raw = full_precision(self.heads[name](context)).chunk(2, dim=-1)  # fp32 log-densities under bf16 autocast
         return loc, F.softplus(raw) + 1e-5
@@ -37,3 +41,7 @@ class DiagonalGuide(AmortizedGuide):
     def site_distribution(self, site, context):
         loc, scale = self.gaussian(site.name, context)
         return dist.Normal(loc, scale, validate_args=False).to_event(1)
+
+    def local_parameter_heads(self):
+        """(loc, raw scale) of each site: the inference gap's local q frees them per point."""
+        return self.gaussian.local_parameter_heads()

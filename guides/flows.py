@@ -13,11 +13,12 @@ Jacobian. Options of a family (``num_ortho_vecs`` for sylvester-o, ``num_househo
 (``zoo train --guide sylvester-o:4 --guide-option num_ortho_vecs=8``).
 """
 import pyro.distributions as dist
+from pyro.nn import ConditionalAutoRegressiveNN
 from torch import nn
 
 from guides.base import GUIDES, AmortizedGuide
 from guides.diagonal import GaussianHeads
-from guides.transforms import FLOW_FAMILIES, make_conditional_flow
+from guides.transforms import FLOW_FAMILIES, ParamHead, make_conditional_flow
 
 
 class FlowGuide(AmortizedGuide):
@@ -36,6 +37,23 @@ class FlowGuide(AmortizedGuide):
         base = dist.Normal(loc, scale, validate_args=False).to_event(1)
         return dist.TransformedDistribution(base, [f.condition(context) for f in self.flows[site.name]],
                                             validate_args=False)
+
+    def local_parameter_heads(self):
+        """The base's (loc, raw scale) and every flow step's per-point parameters: the output of its hypernetwork
+        (planar, radial, householder, Sylvester), or for IAF, whose context enters the MADE's first layer, that
+        layer's output (a per-point bias of the first hidden layer; the MADE's weights stay shared). None when a step
+        is of another kind."""
+        heads = self.gaussian.local_parameter_heads()
+        for name, steps in self.flows.items():
+            for i, step in enumerate(steps):
+                net = getattr(step, "nn", None)
+                if isinstance(net, ParamHead):
+                    heads[f"{name} {self.family} step {i + 1}"] = net.net
+                elif isinstance(net, ConditionalAutoRegressiveNN):
+                    heads[f"{name} {self.family} step {i + 1} (first MADE layer)"] = net.layers[0]
+                else:
+                    return None
+        return heads
 
 
 def _register(family):

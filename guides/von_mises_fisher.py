@@ -33,6 +33,10 @@ class VonMisesFisherGuide(AmortizedGuide):
         out = self.heads[site.name](context)
         return F.normalize(out[..., :-1], dim=-1), F.softplus(out[..., -1]) + 1.0
 
+    def local_parameter_heads(self):
+        """Each site's linear head: (mean direction before normalising, concentration before the softplus)."""
+        return {f"{name} (mu, kappa)": head for name, head in self.heads.items()}
+
     def site_distribution(self, site, context):
         loc, concentration = self.site_parameters(site, context)
         return VonMisesFisher(loc, concentration, validate_args=False)

@@ -183,6 +183,15 @@ def build_parser():
     e.add_argument("--quality-samples", type=_nonneg_int, default=None, metavar="N",
                    help="samples for the sample-quality metrics (FCD, KCD, classifier score, precision/recall through "
                         "the zoo's own classifier; 0 skips them; default 2000, or $ZOO_QUALITY_SAMPLES)")
+    e.add_argument("--inference-gap", type=_nonneg_int, default=0, metavar="N",
+                   help="split the inference gap (Cremer et al. 2018) on the first N points: a local q fitted per "
+                        "point gives approximation and amortization gaps (eval.json's inference_gap; costs about "
+                        "N x steps x 16 model evaluations, seconds to minutes; default 0: off)")
+    e.add_argument("--inference-gap-family", choices=["guide", "full-covariance"], default="guide",
+                   help="the local q: the guide's own family with free per-point parameters, or a full-covariance "
+                        "Gaussian")
+    e.add_argument("--inference-gap-steps", type=_nonneg_int, default=500, metavar="S",
+                   help="Adam steps of each local fit")
     e.add_argument("--device", default="auto")
     e.add_argument("--no-progress", action="store_true")
 
@@ -412,6 +421,11 @@ def print_eval(summary: dict, out=None):
         b = summary["ais"]["bdmc"]
         print(f"  {'BDMC gap':<18} {b['gap']['mean']:10.3f} +- {b['gap']['se']:.3f}  (upper - lower on {b['points']} "
               f"simulated points)", file=out)
+    if "inference_gap" in summary:  # Cremer et al. 2018: log p(x) - ELBO = approximation + amortization gap
+        g = summary["inference_gap"]
+        for name, key in (("approximation gap", "approximation_gap"), ("amortization gap", "amortization_gap")):
+            print(f"  {name:<18} {g[key]['mean']:10.3f} +- {g[key]['se']:.3f}  (local q: {g['family']}, "
+                  f"{g['steps']} steps, {g['points']} points)", file=out)
     info = summary.get("information")  # the KL term's split (inference/information.py)
     if isinstance(info, dict):
         ms = lambda v: f"{v['mean']:.3f} +- {v['se']:.3f}"  # noqa: E731
@@ -466,9 +480,12 @@ def cmd_evaluate(args):
         raise ConfigError("--bdmc runs forward and reverse AIS: give --estimator ais:T as well")
     ais = None if steps is None else {"steps": steps, "chains": args.chains, "leapfrog": args.leapfrog,
                                       "bdmc": args.bdmc}
+    gap = None if not args.inference_gap else {"points": args.inference_gap, "family": args.inference_gap_family,
+                                               "steps": args.inference_gap_steps}
     summary = evaluate_run(args.run_dir, args.samples, args.split, args.batch_size, args.device,
                            progress=not args.no_progress, precision=args.precision,
-                           keep_log_weights=not args.no_log_weights, ais=ais, quality_samples=args.quality_samples)
+                           keep_log_weights=not args.no_log_weights, ais=ais, quality_samples=args.quality_samples,
+                           inference_gap=gap)
     print_eval(summary)
     print(f"wrote {os.path.join(args.run_dir, 'eval.json')}")
     return 0

@@ -126,7 +126,7 @@ def default_quality_samples() -> int:
 
 def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", batch_size: int = 100,
                  device=None, progress=True, keep_log_weights=True, precision="auto", ais: Optional[dict] = None,
-                 quality_samples: Optional[int] = None) -> dict:
+                 quality_samples: Optional[int] = None, inference_gap: Optional[dict] = None) -> dict:
     """Evaluate the best weights of a run with the zoo's protocol; write eval.json and eval_points.pt.
 
     The two files are one evaluation: eval_points.pt is written first and eval.json last, both carrying the same
@@ -141,7 +141,10 @@ def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", bat
     the split's points through the zoo's feature classifier) as ``sample_quality``, and the same metrics of the
     other real split as ``sample_quality_reference``; where they cannot be computed (no labels, a model that cannot
     sample) ``sample_quality_reason`` says why. An implicit generator (``model.implicit``: x = G(z), no density)
-    gets no NLL, ELBO or k-hat (``nll`` null and ``nll_reason``), only sample quality."""
+    gets no NLL, ELBO or k-hat (``nll`` null and ``nll_reason``), only sample quality.
+
+    ``inference_gap={"points": N, "family": "guide", "steps": ..., ...}`` adds the inference gap split on the first N
+    points (:mod:`inference.inference_gap`: a local q fitted per point) as ``inference_gap``."""
     if quality_samples is None:
         quality_samples = default_quality_samples()
     if quality_samples < 0:
@@ -149,19 +152,23 @@ def evaluate_run(run_dir: str, num_samples: int = 5000, split: str = "test", bat
     rd.read_config(run_dir)  # a missing or damaged run says so before anything is created
     with RunLock(run_dir, "zoo evaluate"):
         return _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, keep_log_weights, precision,
-                             ais, quality_samples)
+                             ais, quality_samples, inference_gap)
 
 
 IMPLICIT_REASON = "implicit generator: x = G(z) has no density"
 
 
 def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, keep_log_weights, precision,
-                  ais=None, quality_samples=DEFAULT_QUALITY_SAMPLES) -> dict:
+                  ais=None, quality_samples=DEFAULT_QUALITY_SAMPLES, inference_gap=None) -> dict:
     device = resolve_device(device or "auto")
     precision, precision_reason = resolve_precision(precision, device)  # auto: bf16 only where it is native
     comps = load_run(run_dir, device)
     data_split = getattr(comps.data, split)
     comps.model.check_data(data_split.x, f"the {split} split")
+    if inference_gap:  # refused in one line before any sampling
+        from inference.inference_gap import check_supported
+
+        check_supported(comps.model, comps.guide, inference_gap.get("family", "guide"))
     if getattr(comps.model, "implicit", False):
         if ais:
             raise ConfigError(f"--estimator ais:T estimates log p(x), and this model is an {IMPLICIT_REASON}; "
@@ -177,7 +184,7 @@ def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, kee
 
             comps.guide = FittedGaussianProposal(guide, comps.model).prepare(data_split.x, batch_size)
         summary, points = _likelihood_summary(comps, split, data_split, num_samples, batch_size, progress,
-                                              keep_log_weights, precision, ais)
+                                              keep_log_weights, precision, ais, inference_gap)
         if comps.guide is not guide:
             summary["protocol"]["proposal"] = comps.guide.describe()
             summary["proposal_fit"] = comps.guide.fit_summary()
@@ -212,7 +219,7 @@ def _implicit_summary(comps, split, data_split, precision):
 
 
 def _likelihood_summary(comps, split, data_split, num_samples, batch_size, progress, keep_log_weights, precision,
-                        ais):
+                        ais, inference_gap=None):
     """The importance-sampled evaluation (and AIS when asked): eval.json's numbers and eval_points.pt's arrays."""
     exact = bool(getattr(comps.model, "exact_likelihood", False))
     if exact:  # no latent variables (flow models): log w = log p(x) for every sample, one is the exact answer
@@ -278,7 +285,37 @@ def _likelihood_summary(comps, split, data_split, num_samples, batch_size, progr
     points.update({f"log_px_K{k}": torch.as_tensor(v) for k, v in sweep.items()})
     if ais_log_px is not None:
         points["ais_log_px"] = torch.as_tensor(ais_log_px)
+    if inference_gap and not exact:
+        summary["inference_gap"], gap_points = _inference_gap(comps, data_split, samples, ais_log_px, summary,
+                                                              batch_size, progress, inference_gap)
+        points.update({k: torch.as_tensor(v) for k, v in gap_points.items()})
     return summary, points
+
+
+def _inference_gap(comps, data_split, samples, ais_log_px, summary, batch_size, progress, options):
+    """eval.json's ``inference_gap``: log p(x) from AIS when it ran, else the importance-sampled one; the amortized
+    ELBO from the same evaluation (:mod:`inference.inference_gap`)."""
+    from inference.inference_gap import DEFAULTS, evaluate_inference_gap
+
+    options = dict(options)
+    points = min(int(options.pop("points")), len(data_split))
+    if ais_log_px is not None:
+        log_px, label = ais_log_px, summary["ais"]["estimator"]
+    else:
+        log_px, label = samples["log_px"], f"importance sampling, K = {summary['protocol']['num_samples']}"
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = options.get("steps")
+        bar = tqdm(total=points * int(DEFAULTS["steps"] if steps is None else steps), desc="inference gap (local q)",
+                   unit="pt-step", unit_scale=True, leave=False, dynamic_ncols=True, mininterval=0.5)
+    try:
+        return evaluate_inference_gap(comps.model, comps.guide, data_split.x, data_split.y, log_px, samples["elbo"],
+                                      points, log_px_estimator=label, batch_size=batch_size, progress=bar, **options)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _add_information(summary: dict, comps, data_split, exact: bool, batch_size: int):
