@@ -26,7 +26,7 @@ from inference import run_dir as rd
 from inference.atomic_write import remove_leftovers, write_text
 from inference.run_lock import RunLock
 from zoo.errors import RunDirError
-from reports import arviz_export, estimators, figures, information_table, published, render
+from reports import arviz_export, estimators, figures, inference_gap_table, information_table, published, render
 from reports.table import (build_table, display_table, protocol_lines, quality_caption, quality_table, run_record)
 
 
@@ -334,7 +334,9 @@ def _build_report(run_dirs, out, samples, title, reevaluate, device, progress, l
                     tables=[ExtraTable("estimators", "How far the NLL can be trusted", estimators.CAPTION,
                                        estimators.estimators_table(sections)),
                             ExtraTable("information", "Information in the KL term", information_table.CAPTION,
-                                       information_table.information_table(sections))])
+                                       information_table.information_table(sections)),
+                            ExtraTable("inference-gap", "Inference gap: approximation and amortization",
+                                       inference_gap_table.CAPTION, inference_gap_table.inference_gap_table(sections))])
     report.html_path = os.path.join(out, "index.html")
     report.md_path = os.path.join(out, "report.md")
     write_text(report.html_path, render.to_html(report))

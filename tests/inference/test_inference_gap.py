@@ -180,13 +180,24 @@ def digits_run(tmp_path_factory):
     return out
 
 
-def test_zoo_evaluate_writes_the_inference_gap(digits_run, capsys):
+@pytest.fixture(scope="module")
+def gap_evaluation(digits_run):
+    """`zoo evaluate --inference-gap 3` of the digits run: (run directory, exit code, stdout)."""
+    import contextlib
+    import io
+
     from zoo.cli.main import main
 
-    code = main(["evaluate", digits_run, "--samples", "50", "--no-progress", "--quality-samples", "0",
-                 "--inference-gap", "3", "--inference-gap-steps", "20", "--device", "cpu"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["evaluate", digits_run, "--samples", "50", "--no-progress", "--quality-samples", "0",
+                     "--inference-gap", "3", "--inference-gap-steps", "20", "--device", "cpu"])
+    return digits_run, code, out.getvalue()
+
+
+def test_zoo_evaluate_writes_the_inference_gap(gap_evaluation):
+    digits_run, code, out = gap_evaluation
+    assert code == 0
     assert "approximation gap" in out and "amortization gap" in out
     ev = json.load(open(os.path.join(digits_run, "eval.json")))
     gap = ev["inference_gap"]
@@ -204,6 +215,22 @@ def test_zoo_evaluate_writes_the_inference_gap(digits_run, capsys):
                                points["inference_gap_elbo_local"].numpy() - elbo, atol=1e-6)
 
 
+def test_log_px_comes_from_ais_when_the_evaluation_runs_it(digits_run, tmp_path):
+    import shutil
+
+    from zoo.cli.runs import evaluate_run
+
+    run = str(tmp_path / "copy")
+    shutil.copytree(digits_run, run)
+    ev = evaluate_run(run, 20, progress=False, quality_samples=0, ais={"steps": 3, "chains": 2, "leapfrog": 2},
+                      inference_gap={"points": 2, "steps": 5, "family": "full-covariance"})
+    gap = ev["inference_gap"]
+    points = torch.load(os.path.join(run, "eval_points.pt"), weights_only=True)
+    assert gap["log_px_estimator"].startswith("AIS, T = 3") and gap["family"] == "full-covariance"
+    assert gap["log_px"]["mean"] == pytest.approx(float(points["ais_log_px"][:2].double().mean()), abs=1e-6)
+    assert gap["points"] == 2 and points["inference_gap_elbo_local"].shape == (2,)
+
+
 def test_zoo_evaluate_refuses_an_implicit_guide_in_one_line(tmp_path, capsys, one_line_error):
     from zoo.cli.main import main
 
@@ -213,3 +240,23 @@ def test_zoo_evaluate_refuses_an_implicit_guide_in_one_line(tmp_path, capsys, on
     code = main(["evaluate", out, "--samples", "5", "--no-progress", "--inference-gap", "2"])
     one_line_error(code, capsys.readouterr().err, "is implicit", "no amortized ELBO")
     assert not os.path.exists(os.path.join(out, "eval.json"))
+
+
+def test_the_report_table_shows_the_split_of_each_run_that_has_it(gap_evaluation):
+    from types import SimpleNamespace
+
+    from reports.inference_gap_table import inference_gap_table
+
+    digits_run = gap_evaluation[0]
+    summary = json.load(open(os.path.join(digits_run, "eval.json")))
+    config = json.load(open(os.path.join(digits_run, "config.json")))
+    runs = [SimpleNamespace(name="with", summary=summary, config=config),
+            SimpleNamespace(name="without", summary={k: v for k, v in summary.items() if k != "inference_gap"},
+                            config=config)]
+    table = inference_gap_table(runs)
+    assert list(table["run"]) == ["with"] and table.loc[0, "guide"] == "diagonal"
+    assert table.loc[0, "points × steps"] == "3 × 20" and table.loc[0, "local q"] == "guide"
+    gap = summary["inference_gap"]["amortization_gap"]
+    assert table.loc[0, "amortization gap"] == f"{gap['mean']:.2f} ± {gap['se']:.2f}"
+    assert table.loc[0, "log p(x)"].endswith("(IS)")
+    assert inference_gap_table(runs[1:]).empty
