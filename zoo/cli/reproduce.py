@@ -192,6 +192,17 @@ def make_plan(args) -> Plan:
     suffix = "" if args.budget is None else f"-budget{args.budget:g}"
     planned, runs, by_key, stages = [], [], {}, {}
     absent_cache = {}
+
+    def identity(cell):  # cells of one identity train the same run (with --data NAME a variant's data sets collapse)
+        values = cf.converted(cell)
+        samples = scaled_samples(int(cell.evaluate.get("samples", 5000)), args.budget)
+        return (cell.variant, tuple(sorted((k, repr(v)) for k, v in values.items()
+                                           if not (substitute and k in ("data",) + config_files.DATA_BOUND))), samples)
+
+    variant_runs = {}
+    for cell in cells:
+        if cell.runnable:
+            variant_runs.setdefault(cell.variant, set()).add(identity(cell))
     for cell in cells:
         data = substitute or str(cell.options.get("data") or "mnist5k")
         pc = PlannedCell(cell, data, "run")
@@ -237,15 +248,13 @@ def make_plan(args) -> Plan:
             stage = _stage_run(cf, m1[1:], data, substitute, suffix, out, args, stages, runs)
             needs.append(stage.dir)
             flags += ["--m1-run", stage.dir]
-        # cells that train the same run share it (with --data NAME, a variant's data sets usually collapse)
-        identity = (cell.variant, tuple(sorted((k2, repr(v)) for k2, v in values.items()
-                                               if not (substitute and k2 in ("data",) + config_files.DATA_BOUND))),
-                    pc.samples)
-        run = by_key.get(identity)
+        key = identity(cell)
+        run = by_key.get(key)
         if run is None:
-            name = f"{cell.variant or cell.name}@{substitute}" if substitute else cell.name
-            if any(r.name == name + suffix for r in runs):
-                name = f"{cell.name}@{substitute}" if substitute else cell.name
+            name = cell.name
+            if substitute:
+                one = cell.variant is not None and len(variant_runs.get(cell.variant, ())) == 1
+                name = f"{cell.variant if one else cell.name}@{substitute}"
             name += suffix
             run_dir = os.path.join(out, name)
             train = ["train", "--config", cf.path, "--cell", cell.name, "--out", run_dir] + flags
@@ -257,7 +266,7 @@ def make_plan(args) -> Plan:
             if args.no_progress:
                 evaluate += ["--no-progress"]
             run = Run(name, run_dir, train, evaluate, pc.samples, needs=needs)
-            by_key[identity] = run
+            by_key[key] = run
             runs.append(run)
         pc.run = run
         planned.append(pc)
@@ -576,6 +585,9 @@ def _header(report: dict) -> List[str]:
         lines.append(f"Every cell was run on {report['substitute_data']}, not on the paper's data set: not "
                      f"comparable.")
     lines.append(f"Settings: {report['config_file']} (SHA-256 {report['config_sha256'][:12]}).")
+    if report["not_expressible"]:
+        lines.append("Some of the paper's settings cannot be expressed by the zoo (listed below): a comparable row "
+                     "still differs from the paper in those.")
     return lines
 
 
