@@ -25,6 +25,7 @@ Everything is written on Pyro traces: log p(x, z) is the model conditioned on th
 (``poutine.condition``) under a plate of C chains left of the model's plates, log q(z | x) the guide conditioned the
 same way; points are processed in batches, so memory is C x batch x the model's size whatever T is.
 """
+import copy
 import math
 from typing import Dict, NamedTuple, Optional
 
@@ -86,6 +87,7 @@ class AnnealedImportanceSampler:
             raise ConfigError(f"AIS needs at least one chain and one leapfrog step, got {num_chains} and {leapfrog}")
         self.target_accept, self.initial_step_size = float(target_accept), float(initial_step_size)
         self.start = self._choose_start(start)
+        self.adapt_rate = 1.02  # step-size factor per transition while adapting
 
     # ------------------------------------------------------------------------------------------------ traces
     def _model_trace(self, x, y, latents: Optional[Dict[str, torch.Tensor]], C: int, uncondition=False):
@@ -203,36 +205,80 @@ class AnnealedImportanceSampler:
         return out, accept, kept
 
     @torch.no_grad()
-    def run(self, x, y=None, reverse_from: Optional[Dict[str, torch.Tensor]] = None, progress=None) -> dict:
-        """AIS log-weights for the points x: ``{"log_w": (C, B), "acceptance": (B,)}``; forward from f_0, or, with
-        ``reverse_from`` (latents (C, B, ...) exact posterior samples), the reverse run from beta = 1 to 0."""
+    def run(self, x, y=None, reverse_from: Optional[Dict[str, torch.Tensor]] = None, progress=None,
+            step_sizes: Optional[torch.Tensor] = None, num_chains: Optional[int] = None) -> dict:
+        """AIS log-weights for the points x: ``{"log_w": (C, B), "acceptance": (B,), "step_sizes": (T + 1, B)}``;
+        forward from f_0, or, with ``reverse_from`` (latents (C, B, ...) exact posterior samples), the reverse run
+        from beta = 1 to 0.
+
+        ``step_sizes`` (T + 1, B): the HMC step size of each point at each beta_j, fixed (the transitions then leave
+        each gamma_j invariant whatever the chain did before, so E[w] = p(x) holds exactly). Without it the step sizes
+        adapt during the run towards ``target_accept`` and are returned per beta (geometric mean over chains): a
+        step size chosen from the chain's own past acceptances makes the kernel depend on the states it moves, and the
+        invariance argument behind E[w] = p(x) no longer holds exactly, so :meth:`log_likelihood` and :meth:`bdmc`
+        adapt in a pilot run (a quarter of the chains) and then run with the pilot's schedule fixed."""
         if self.start == "guide_if_analytic":
             self._check(x, y)
-        C, B = self.num_chains, x.shape[0]
+        C, B = num_chains or self.num_chains, x.shape[0]
         z = self._initial(x, y, C) if reverse_from is None else {k: v.detach().clone() for k, v in reverse_from.items()}
-        betas = self.betas.tolist()
-        if reverse_from is not None:
-            betas = betas[::-1]
+        T = len(self.betas) - 1
+        index = list(range(T + 1)) if reverse_from is None else list(range(T, -1, -1))
+        betas = [float(self.betas[j]) for j in index]
+        adapt = step_sizes is None
         eps = x.new_full((C, B), self.initial_step_size)
+        schedule = x.new_empty((T + 1, B))
         accept_rate = x.new_full((C, B), self.target_accept)
         accepted = x.new_zeros((C, B))
         log_w = x.new_zeros((C, B), dtype=torch.float64)
         _, _, terms = self._log_gamma(x, y, z, betas[0], C)
         for t in range(1, len(betas)):
             log_w += (betas[t] - betas[t - 1]) * (terms.log_joint - terms.log_start).double()
+            if not adapt:
+                eps = step_sizes[index[t]].to(x.dtype).expand(C, B)
+            schedule[index[t]] = eps.log().mean(0).exp()
             z, accept, terms = self._hmc(x, y, z, betas[t], eps, C)
             a = accept.to(eps.dtype)
             accepted += a
-            accept_rate = 0.9 * accept_rate + 0.1 * a
-            eps = (eps * torch.where(accept_rate > self.target_accept, 1.02, 0.98)).clamp(1e-4, 1.0)
+            if adapt:
+                accept_rate = 0.9 * accept_rate + 0.1 * a
+                eps = (eps * torch.where(accept_rate > self.target_accept, self.adapt_rate, 1 / self.adapt_rate)
+                       ).clamp(1e-4, 1.0)
             if progress is not None:
-                progress.update(B)
-        return {"log_w": log_w, "acceptance": (accepted / (len(betas) - 1)).mean(0)}
+                progress.update(B * C // self.num_chains)
+        schedule[index[0]] = schedule[index[1]] if T >= 1 else self.initial_step_size
+        return {"log_w": log_w, "acceptance": (accepted / (len(betas) - 1)).mean(0), "step_sizes": schedule}
+
+    @property
+    def pilot_chains(self) -> int:
+        """Chains of the pilot run that adapts the step sizes (a quarter of the chains, at least one)."""
+        return max(1, self.num_chains // 4)
+
+    def adapt_step_sizes(self, x, y=None, progress=None) -> torch.Tensor:
+        """The pilot: a forward run over ceil(T / 5) steps of the same kind of schedule with step sizes adapted per
+        point towards ``target_accept`` (the adaptation rate raised to match: per unit of beta, as many doublings as
+        the full run would make), its log step sizes then interpolated in beta onto the T + 1 betas; that schedule
+        is used fixed by the runs whose weights count. Cost: (1/5) (1/4) of the main run's."""
+        T = len(self.betas) - 1
+        pilot = copy.copy(self)
+        pilot_steps = max(1, math.ceil(T / 5))
+        pilot.betas = sigmoid_schedule(pilot_steps)
+        pilot.adapt_rate = self.adapt_rate ** (T / pilot_steps)
+        short = pilot.run(x, y, num_chains=self.pilot_chains)["step_sizes"]  # (pilot_steps + 1, B)
+        if progress is not None:
+            progress.update(x.shape[0] * pilot_steps * self.pilot_chains // self.num_chains)
+        pb = pilot.betas.to(x.device)
+        full = self.betas.to(x.device)
+        hi = torch.searchsorted(pb, full).clamp(1, pilot_steps)
+        w = ((full - pb[hi - 1]) / (pb[hi] - pb[hi - 1])).to(x.dtype).unsqueeze(-1)
+        log_eps = short.log()
+        return ((1 - w) * log_eps[hi - 1] + w * log_eps[hi]).exp()
 
     def log_likelihood(self, x, y=None, progress=None) -> dict:
-        """Forward AIS: per point, log p(x) ~= logmeanexp over chains (a stochastic lower bound)."""
+        """Forward AIS: per point, log p(x) ~= logmeanexp over chains (a stochastic lower bound), with the step sizes
+        of a pilot run held fixed."""
         self._check(x, y)
-        out = self.run(x, y, progress=progress)
+        schedule = self.adapt_step_sizes(x, y, progress)
+        out = self.run(x, y, progress=progress, step_sizes=schedule)
         return {"log_px": _log_mean_exp(out["log_w"]), "acceptance": out["acceptance"]}
 
 
@@ -251,8 +297,9 @@ class AnnealedImportanceSampler:
         the reverse AIS upper bound and their gap (>= 0 up to Monte Carlo error, -> 0 as T grows)."""
         self._check(like, None)
         x, latents = self.simulate(n, like)
-        forward = self.run(x, None, progress=progress)
-        reverse = self.run(x, None, reverse_from=latents, progress=progress)
+        schedule = self.adapt_step_sizes(x, None, progress)  # one fixed schedule for both directions
+        forward = self.run(x, None, progress=progress, step_sizes=schedule)
+        reverse = self.run(x, None, reverse_from=latents, progress=progress, step_sizes=schedule)
         lower, upper = _log_mean_exp(forward["log_w"]), -_log_mean_exp(reverse["log_w"])
         return {"x": x, "lower": lower, "upper": upper, "gap": upper - lower,
                 "acceptance": (forward["acceptance"] + reverse["acceptance"]) / 2}
