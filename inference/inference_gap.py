@@ -97,6 +97,8 @@ FAMILIES = ("guide", "full-covariance")
 DEFAULTS = {"steps": 500, "particles": 16, "lr": 0.02, "eval_particles": 1000}
 MOMENT_DRAWS = 256  # draws of the amortized q whose mean and covariance start the full-covariance fit
 RIDGE = 1e-4
+PATH = "path derivative (Roeder, Wu & Duvenaud 2017)"
+REPARAMETERISED = "reparameterisation gradient (the flow's path derivative would need its Jacobian)"
 
 
 def _guide_name(guide) -> str:
@@ -354,7 +356,7 @@ def local_elbos(model, guide, x, y=None, family: str = "guide", steps: int = DEF
                 eval_particles: int = DEFAULTS["eval_particles"], batch_size: int = 100, progress=None) -> dict:
     """Fit a local q per point of ``x`` (module docstring) and return per-point numpy arrays: ``elbo_local`` (the ELBO
     of the fitted q*), ``elbo_initial`` (of its start; for ``family="guide"`` the amortized q) and ``reset`` (the
-    points whose fit was not finite and kept the start)."""
+    points whose fit was not finite and kept the start), and ``gradient``, the gradient estimator used (in words)."""
     for label, value in (("steps", steps), ("particles", particles), ("eval_particles", eval_particles)):
         if int(value) != value or value < (0 if label == "steps" else 1):
             raise ConfigError(f"inference gap: {label} must be a {'non-negative' if label == 'steps' else 'positive'} "
@@ -363,7 +365,7 @@ def local_elbos(model, guide, x, y=None, family: str = "guide", steps: int = DEF
         raise ConfigError(f"inference gap: the learning rate must be a positive number, got {lr}")
     heads = check_supported(model, guide, family)
     budget = CHUNK_FLOATS if x.device.type == "cpu" else CHUNK_FLOATS_GPU
-    out = {"elbo_local": [], "elbo_initial": [], "reset": []}
+    out, gradient = {"elbo_local": [], "elbo_initial": [], "reset": []}, PATH
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
         yb = None if y is None else y[start:start + batch_size]
@@ -371,6 +373,8 @@ def local_elbos(model, guide, x, y=None, family: str = "guide", steps: int = DEF
         local = (_GuideFamily(model, guide, heads, xb, yb) if family == "guide"
                  else _FullCovariance(model, guide, xb, yb))
         with local:
+            if not getattr(local, "path", True):
+                gradient = REPARAMETERISED
             initial = _estimate(local, eval_particles, chunk)
             _optimise(local, int(steps), int(particles), float(lr), progress)
             bad = ~local.finite()
@@ -385,7 +389,7 @@ def local_elbos(model, guide, x, y=None, family: str = "guide", steps: int = DEF
         out["elbo_local"].append(final.cpu())
         out["elbo_initial"].append(initial.cpu())
         out["reset"].append(bad.cpu())
-    return {k: torch.cat(v).numpy() for k, v in out.items()}
+    return {**{k: torch.cat(v).numpy() for k, v in out.items()}, "gradient": gradient}
 
 
 def split_gap(log_px, elbo_local, elbo_amortized) -> dict:
@@ -421,11 +425,19 @@ def evaluate_inference_gap(model, guide, x, y, log_px, elbo_amortized, points: i
             "elbo_initial": mean_se(fitted["elbo_initial"]), "points_reset": int(fitted["reset"].sum()),
             "particles": settings["particles"], "lr": settings["lr"], "eval_particles": settings["eval_particles"],
             "log_px_estimator": log_px_estimator,
+            "gradient": fitted["gradient"],
             "protocol": (f"local q per point: {what}; Adam (lr {settings['lr']:g} decaying linearly to 0), "
-                         f"{settings['steps']} steps of the reparameterised ELBO with {settings['particles']} draws, "
+                         f"{settings['steps']} steps on the ELBO with {settings['particles']} reparameterised draws "
+                         f"({fitted['gradient']}), "
                          f"ELBO(q*) from {settings['eval_particles']} draws; approximation gap = log p(x) - ELBO(q*), "
                          f"amortization gap = ELBO(q*) - ELBO(q_amortized) (Cremer, Li & Duvenaud 2018)"),
             "seconds": time.perf_counter() - t0}
+    below = int((per_point["approximation_gap"] < 0).sum())
+    part["points_log_px_below_elbo_local"] = below
+    if below:  # an ELBO is a lower bound of log p(x): the log p(x) estimate is too low at these points
+        part["note"] = (f"at {below} of {n} points the fitted ELBO(q*) exceeds the estimate of log p(x), which is "
+                        f"therefore too low there (the estimate has not converged); the approximation gap is "
+                        f"underestimated: evaluate with more samples or --estimator ais:T")
     arrays = {"inference_gap_elbo_local": fitted["elbo_local"], "inference_gap_approximation": per_point[
         "approximation_gap"], "inference_gap_amortization": per_point["amortization_gap"]}
     return part, arrays

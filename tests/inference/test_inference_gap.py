@@ -78,6 +78,7 @@ def test_the_split_adds_up_and_the_amortization_gap_is_what_the_fit_gained(linea
     part, per_point = evaluate_inference_gap(model, guide, x, None, log_px, amortized, points=3, steps=50, lr=0.05,
                                              eval_particles=2000, log_px_estimator="exact")
     assert part["points"] == 3 and part["family"] == "guide" and part["steps"] == 50 and part["points_reset"] == 0
+    assert part["gradient"].startswith("path derivative")
     approximation, amortization = per_point["inference_gap_approximation"], per_point["inference_gap_amortization"]
     assert approximation.shape == amortization.shape == (3,)
     np.testing.assert_allclose(approximation + amortization, log_px[:3] - amortized[:3], rtol=0, atol=1e-9)
@@ -109,6 +110,17 @@ def test_no_steps_means_no_amortization_gap_within_monte_carlo_error(linear_gaus
     assert (per_point["inference_gap_elbo_local"] == per_point["inference_gap_elbo_local"]).all()
 
 
+def test_a_log_px_below_the_fitted_elbo_is_flagged(linear_gaussian):
+    """An ELBO is a lower bound: where ELBO(q*) exceeds the log p(x) estimate, the estimate is too low and says so."""
+    model, guide, x, log_px, _ = linear_gaussian
+    amortized = log_px - 5.0
+    part, _ = evaluate_inference_gap(model, guide, x, None, log_px, amortized, points=4, steps=0, eval_particles=100)
+    assert part["points_log_px_below_elbo_local"] == 0 and "note" not in part
+    part, _ = evaluate_inference_gap(model, guide, x, None, log_px - 100.0, amortized, points=4, steps=0,
+                                     eval_particles=100)
+    assert part["points_log_px_below_elbo_local"] == 4 and "at 4 of 4 points" in part["note"]
+
+
 def test_a_flow_guide_frees_every_flow_step_and_gains_on_its_start(linear_gaussian):
     model, _, x, log_px, _ = linear_gaussian
     for spec, step_name in (("planar:2", "z planar step 2"), ("iaf:1", "z iaf step 1 (first MADE layer)")):
@@ -117,6 +129,7 @@ def test_a_flow_guide_frees_every_flow_step_and_gains_on_its_start(linear_gaussi
         heads = check_supported(model, guide)
         assert "z (loc, scale)" in heads and step_name in heads, list(heads)
         out = local_elbos(model, guide, x[:2], steps=40, lr=0.05, eval_particles=500)
+        assert out["gradient"].startswith("reparameterisation gradient")  # a flow's path derivative needs a Jacobian
         assert (out["elbo_local"] > out["elbo_initial"] + 0.5).all(), (spec, out)
         assert (out["elbo_local"] < log_px[:2] + 0.05).all(), (spec, out)  # still a lower bound
         for p in guide.parameters():  # nothing of the guide was trained or given a gradient

@@ -426,6 +426,8 @@ def print_eval(summary: dict, out=None):
         for name, key in (("approximation gap", "approximation_gap"), ("amortization gap", "amortization_gap")):
             print(f"  {name:<18} {g[key]['mean']:10.3f} +- {g[key]['se']:.3f}  (local q: {g['family']}, "
                   f"{g['steps']} steps, {g['points']} points)", file=out)
+        if g.get("note"):
+            print(f"  note: {g['note']}", file=out)
     info = summary.get("information")  # the KL term's split (inference/information.py)
     if isinstance(info, dict):
         ms = lambda v: f"{v['mean']:.3f} +- {v['se']:.3f}"  # noqa: E731
