@@ -179,20 +179,27 @@ def load(run_dir: Union[str, Run]) -> Run:
 def evaluate(run: Union[str, Run], samples: int = 5000, split: str = "test", batch_size: int = 100,
              device: str = "auto", precision: str = "auto", progress: bool = True, estimator: str = "is",
              chains: int = 16, leapfrog: int = 10, bdmc: int = 0, quality_samples: Optional[int] = None,
-             inference_gap: int = 0, inference_gap_family: str = "guide", inference_gap_steps: int = 500) -> dict:
+             inference_gap: int = 0, inference_gap_family: str = "guide", inference_gap_steps: int = 500,
+             observation_sigma="auto") -> dict:
     """Evaluate a run with the zoo's protocol (as ``zoo evaluate``); writes and returns its eval.json content.
     ``estimator="ais:T"`` adds annealed importance sampling (``chains``, ``leapfrog``; ``bdmc=N`` simulated points
     for bidirectional Monte Carlo), as ``zoo evaluate --estimator ais:T``. ``quality_samples=N`` samples for the
     sample-quality metrics (``sample_quality`` in the result; 0 skips them; default 2000 or $ZOO_QUALITY_SAMPLES), as
     ``--quality-samples N``. ``inference_gap=N`` splits the inference gap on the first N points (local q of
-    ``inference_gap_family`` fitted with ``inference_gap_steps`` Adam steps), as ``--inference-gap N``."""
+    ``inference_gap_family`` fitted with ``inference_gap_steps`` Adam steps), as ``--inference-gap N``.
+    ``observation_sigma`` (``auto`` or a number): an implicit generator's Gaussian observation noise for AIS, as
+    ``--observation-sigma``."""
     from inference.ais import parse_estimator
     from zoo.cli.runs import evaluate_run
 
     steps = parse_estimator(estimator)
     if bdmc and steps is None:
         raise ConfigError("zoo.evaluate(bdmc=N) runs forward and reverse AIS: give estimator='ais:T' as well")
-    ais = None if steps is None else {"steps": steps, "chains": chains, "leapfrog": leapfrog, "bdmc": bdmc}
+    from inference.implicit_likelihood import parse_sigma
+
+    sigma = parse_sigma(observation_sigma)
+    ais = None if steps is None else {"steps": steps, "chains": chains, "leapfrog": leapfrog, "bdmc": bdmc,
+                                      "observation_sigma": sigma}
     gap = {"points": inference_gap, "family": inference_gap_family, "steps": inference_gap_steps} if inference_gap \
         else None
     return evaluate_run(os.fspath(run), samples, split, batch_size, device, progress=progress, precision=precision,

@@ -177,6 +177,9 @@ def build_parser():
                         "importance-sampled NLL)")
     e.add_argument("--chains", type=_positive_int, default=16, help="AIS: chains per point")
     e.add_argument("--leapfrog", type=_positive_int, default=10, help="AIS: leapfrog steps per HMC transition")
+    e.add_argument("--observation-sigma", default="auto", metavar="auto|S",
+                   help="with ais:T on an implicit generator (GAN): Gaussian observation noise x ~ N(G(z), S^2 I) that "
+                        "gives it a density (Wu et al. 2017); auto chooses S on the validation split")
     e.add_argument("--bdmc", type=_nonneg_int, default=0, metavar="N",
                    help="with ais:T: bidirectional Monte Carlo on N points simulated from the model (forward and "
                         "reverse AIS bound the exact log p(x); their gap says how far AIS with this T can be off)")
@@ -383,6 +386,14 @@ def print_eval(summary: dict, out=None):
         print(f"{proto['data']} {proto['split']} split, {proto['num_points']} points, binarization "
               f"{proto['binarize']}", file=out)
         print(f"  {'NLL':<18} {'none':>10}  ({summary.get('nll_reason')})", file=out)
+        if isinstance(summary.get("ais"), dict):  # Wu et al. 2017: the generator with Gaussian observation noise
+            a = summary["ais"]
+            print(f"  {'NLL (AIS, T=' + str(a['steps']) + ')':<18} {a['nll']['mean']:10.3f} +- {a['nll']['se']:.3f}  "
+                  f"(x ~ N(G(z), {a['observation_sigma']:g}^2 I))", file=out)
+            if "bdmc" in a:
+                b = a["bdmc"]
+                print(f"  {'BDMC gap':<18} {b['gap']['mean']:10.3f} +- {b['gap']['se']:.3f}  (upper - lower on "
+                      f"{b['points']} simulated points)", file=out)
         if isinstance(summary.get("code_accuracy"), dict):  # infogan: argmax Q(c|x) matched one-to-one to the labels
             ca = summary["code_accuracy"]
             print(f"  {'code accuracy':<18} {100 * ca['mean']:9.2f}% +- {100 * ca['se']:.2f}  (best one-to-one "
@@ -480,8 +491,11 @@ def cmd_evaluate(args):
     steps = parse_estimator(args.estimator)
     if args.bdmc and steps is None:
         raise ConfigError("--bdmc runs forward and reverse AIS: give --estimator ais:T as well")
+    from inference.implicit_likelihood import parse_sigma
+
+    sigma = parse_sigma(args.observation_sigma)
     ais = None if steps is None else {"steps": steps, "chains": args.chains, "leapfrog": args.leapfrog,
-                                      "bdmc": args.bdmc}
+                                      "bdmc": args.bdmc, "observation_sigma": sigma}
     gap = None if not args.inference_gap else {"points": args.inference_gap, "family": args.inference_gap_family,
                                                "steps": args.inference_gap_steps}
     summary = evaluate_run(args.run_dir, args.samples, args.split, args.batch_size, args.device,

@@ -170,14 +170,19 @@ def _evaluate_run(run_dir, num_samples, split, batch_size, device, progress, kee
 
         check_supported(comps.model, comps.guide, inference_gap.get("family", "guide"))
     if getattr(comps.model, "implicit", False):
-        if ais:
-            raise ConfigError(f"--estimator ais:T estimates log p(x), and this model is an {IMPLICIT_REASON}; "
-                              "evaluate it without --estimator (sample quality only)")
         summary, points = _implicit_summary(comps, split, data_split, precision)
+        if ais:  # Wu et al. 2017: a log-likelihood for the generator with Gaussian observation noise, by AIS
+            from inference.implicit_likelihood import evaluate_implicit_ais
+
+            summary["ais"] = evaluate_implicit_ais(comps.model, data_split.x, comps.data.valid.x, ais, batch_size)
+            summary["protocol"]["ais_estimator"] = summary["ais"]["estimator"]
         extras = getattr(comps.objective, "evaluation_extras", None)  # infogan: the code's accuracy on the labels
         if callable(extras):
             summary.update(extras(comps.model, comps.guide, comps.data, split))
     else:
+        if ais and ais.get("observation_sigma") is not None:
+            raise ConfigError("--observation-sigma gives an implicit generator (x = G(z)) a Gaussian observation "
+                              "model; this model has its own likelihood: leave it out")
         guide = comps.guide
         if getattr(guide, "implicit", False):  # no log q(z|x) (avb): a Gaussian proposal fitted per point
             from inference.fitted_proposal import FittedGaussianProposal
