@@ -375,6 +375,8 @@ def apply_to_train_args(args, argv=None) -> dict:
         raise ConfigError("--config starts a run; --resume continues one as it was configured: drop --config")
     cf = load(args.config)
     cell = cf.cell(args.cell)
+    if not cell.runnable:
+        raise ConfigError(f"{cf.path}: cell {cell.name} is listed, not run: {cell.meta.get('reason')}")
     explicit = explicit_train_options(argv) if argv is not None else _given_by_value(args)
     values = cf.converted(cell)
     dropped = {}

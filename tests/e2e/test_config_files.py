@@ -149,3 +149,5 @@ def test_unknown_cell_missing_file_and_resume_are_one_line(tmp_path, capsys, one
     one_line_error(code, err, "--resume")
     code, _, err = run(["train", "--config", "m2", "--cell", "m1m2@labels-100"], capsys)
     one_line_error(code, err, "--m1-run DIR")
+    code, _, err = run(["train", "--config", "iwae", "--cell", "vae-k5-l1@dynamic-mnist"], capsys)
+    one_line_error(code, err, "listed, not run", "no :K")
