@@ -207,7 +207,10 @@ def make_plan(args) -> Plan:
         data = substitute or str(cell.options.get("data") or "mnist5k")
         pc = PlannedCell(cell, data, "run")
         if substitute:
-            pc.not_comparable.append(f"run on {substitute}, the paper on {cell.dataset_label}")
+            paper = str(cell.options.get("data") or cell.dataset_label)
+            if cell.dataset_label and cell.dataset_label != paper:
+                paper += f" ({cell.dataset_label})"
+            pc.not_comparable.append(f"run on {substitute}, the paper on {paper}")
         if args.budget is not None:
             pc.not_comparable.append(f"budget {args.budget:g} of the paper's epochs")
         if not cell.runnable:
