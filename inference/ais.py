@@ -254,13 +254,13 @@ class AnnealedImportanceSampler:
         return max(1, self.num_chains // 4)
 
     def adapt_step_sizes(self, x, y=None, progress=None) -> torch.Tensor:
-        """The pilot: a forward run over ceil(T / 5) steps of the same kind of schedule with step sizes adapted per
+        """The pilot: a forward run over max(50, ceil(T / 5)) steps (at most T) of the same kind of schedule with step sizes adapted per
         point towards ``target_accept`` (the adaptation rate raised to match: per unit of beta, as many doublings as
         the full run would make), its log step sizes then interpolated in beta onto the T + 1 betas; that schedule
-        is used fixed by the runs whose weights count. Cost: (1/5) (1/4) of the main run's."""
+        is used fixed by the runs whose weights count. Cost: about (1/5) (1/4) of the main run's."""
         T = len(self.betas) - 1
         pilot = copy.copy(self)
-        pilot_steps = max(1, math.ceil(T / 5))
+        pilot_steps = min(T, max(50, math.ceil(T / 5)))  # at least 50 transitions to adapt in
         pilot.betas = sigmoid_schedule(pilot_steps)
         pilot.adapt_rate = self.adapt_rate ** (T / pilot_steps)
         short = pilot.run(x, y, num_chains=self.pilot_chains)["step_sizes"]  # (pilot_steps + 1, B)

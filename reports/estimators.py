@@ -60,11 +60,12 @@ def reading(summary: dict) -> str:
     if nll is not None and len(sweep) >= 2:
         (a, b) = sweep[-2], sweep[-1]
         drop = a["nll"]["mean"] - b["nll"]["mean"]
-        if drop > 0.01:
+        if drop > 0.1:
             parts.append(f"From K={a['K']} to K={b['K']} the NLL still falls by {drop:.2f} nats, so it would fall "
                          "further with more samples.")
         else:
-            parts.append(f"From K={a['K']} to K={b['K']} the NLL changes by {drop:+.2f} nats: it has settled.")
+            parts.append(f"From K={a['K']} to K={b['K']} the NLL changes by {b['nll']['mean'] - a['nll']['mean']:+.2f} nats: it has nearly "
+                         "settled.")
     jk = _ms(summary.get("nll_jackknife"))
     if nll is not None and jk is not None:
         parts.append(f"The jackknife estimate from the same weights (bias O(1/K^2), not a bound) is {jk[0]:.2f}, "
@@ -109,7 +110,7 @@ def _seconds(summary: dict) -> str:
 
 def estimators_table(sections) -> pd.DataFrame:
     """One row per run whose NLL is an estimate: IS at K, its K-sweep, the jackknife, AIS and the BDMC gap, the
-    k-hat summary, the seconds each took, and the reading."""
+    k-hat summary and the seconds each took (the reading of each row: :func:`readings`)."""
     rows = []
     for s in sections:
         summary = s.summary
@@ -133,9 +134,13 @@ def estimators_table(sections) -> pd.DataFrame:
                                                               f"{_pm(bdmc.get('upper'))} log p)",
             "k-hat > 0.7 (median)": "-" if share is None else f"{100 * share:.0f}% ({psis.get('median_khat'):.2f})",
             "seconds": _seconds(summary),
-            "what it means": reading(summary),
         })
     return pd.DataFrame(rows)
+
+
+def readings(sections) -> List[str]:
+    """The sentence of :func:`reading` for each run of the estimators table, as ``run: sentence``."""
+    return [f"{s.name}: {reading(s.summary)}" for s in sections if has_estimates(s.summary) and reading(s.summary)]
 
 
 CAPTION = [

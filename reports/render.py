@@ -92,6 +92,8 @@ def to_html(report) -> str:
             p.append("<div class=\"protocol\">" + "<br>".join(_e(line) for line in t.caption) + "</div>")
         p.append("<div class=\"scroll\">" + t.table.to_html(index=False, table_id=t.anchor + "-table",
                                                              classes="runs", border=0, escape=True) + "</div>")
+        if getattr(t, "notes", None):
+            p.append(f"<ul id=\"{_e(t.anchor)}-notes\">" + "".join(f"<li>{_e(n)}</li>" for n in t.notes) + "</ul>")
 
     p.append("<h2>Published figures</h2>")
     p.append("<p>Papers' numbers from REFERENCES.md for the same experiment (model family, guide, prior, objective "
@@ -185,6 +187,8 @@ def to_markdown(report) -> str:
             continue
         m += [f"### {t.title}", ""] + (["  \n".join(t.caption), ""] if t.caption else [])
         m += [md_table(list(t.table.columns), t.table.values.tolist()), ""]
+        if getattr(t, "notes", None):
+            m += [f"- {n}" for n in t.notes] + [""]
     m += ["## Published figures", "",
           "Papers' numbers from REFERENCES.md for the same experiment (model family, guide, prior, objective and data "
           "set). Provenance: **seed** = the project's seed slides (authoritative), **repo** = quoted in a public "

@@ -52,6 +52,7 @@ class ExtraTable:
     title: str
     caption: List[str]
     table: "object"            # pandas DataFrame, formatted strings
+    notes: List[str] = field(default_factory=list)  # sentences under the table (one per run, say)
 
 
 @dataclass
@@ -332,7 +333,7 @@ def _build_report(run_dirs, out, samples, title, reevaluate, device, progress, l
                     display=display_table(table), protocol=protocol_lines(table), warnings=warnings, curves=curves,
                     players=players, quality=quality_table(table), quality_caption=quality_caption(table),
                     tables=[ExtraTable("estimators", "How far the NLL can be trusted", estimators.CAPTION,
-                                       estimators.estimators_table(sections)),
+                                       estimators.estimators_table(sections), estimators.readings(sections)),
                             ExtraTable("information", "Information in the KL term", information_table.CAPTION,
                                        information_table.information_table(sections)),
                             ExtraTable("inference-gap", "Inference gap: approximation and amortization",

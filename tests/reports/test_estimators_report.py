@@ -52,7 +52,8 @@ def test_estimators_table_holds_eval_json_numbers_and_the_sweep_is_drawn(ais_rep
     assert row["jackknife"] == pm(ev["nll_jackknife"])
     assert row["AIS"].startswith(pm(ev["ais"]["nll"]) + " (T=6, 2 chains")
     assert row["BDMC gap (simulated)"].startswith(pm(ev["ais"]["bdmc"]["gap"]) + " on 4 points")
-    assert "AIS with this T can be off by about that much" in row["what it means"]
+    notes = re.search(r'<ul id="estimators-notes">(.*?)</ul>', html, re.S).group(1)
+    assert "vae-ais: " in notes and "AIS with this T can be off by about that much" in notes
     assert "vae-ais/ksweep.png" in re.findall(r'<img src="([^"]+)"', html)
     assert os.path.getsize(os.path.join(out, "vae-ais", "ksweep.png")) > 0
     md = open(os.path.join(out, "report.md"), encoding="utf-8").read()
@@ -73,7 +74,7 @@ def test_reading_says_when_the_estimate_has_not_converged():
     assert "From K=1000 to K=5000 the NLL still falls by 0.47 nats" in text
     assert "0.27 nats below the IS figure" in text
     calm = reading(_summary(0.0, [(1, 90.0), (100, 88.0), (500, 88.0)]))
-    assert "reliable" in calm and "it has settled" in calm and "not converged" not in calm
+    assert "reliable" in calm and "changes by +0.00 nats: it has nearly settled" in calm and "not converged" not in calm
 
 
 def test_reading_compares_ais_with_is_and_states_the_bdmc_gap():
