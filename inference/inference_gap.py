@@ -43,28 +43,33 @@ gradient below solves with the detached factor). When the posterior is Gaussian 
 this family and the approximation gap is 0.
 
 **The fit.** Adam (``lr``, decaying linearly to 0 so the last iterate does not jitter with the few-draw gradients)
-for ``steps`` steps on the Monte Carlo ELBO with ``particles`` reparameterised draws a step, the points of a batch in
-parallel (the loss is the sum of the points' ELBOs, so each point's parameters get their own gradient and Adam's
+for ``steps`` steps on the Monte Carlo ELBO with ``particles`` reparameterised draws a step, the points of a batch
+in parallel (the loss is the sum of the points' ELBOs, so each point's parameters get their own gradient and Adam's
 step is per coordinate). The gradient is the path derivative (Roeder, Wu & Duvenaud 2017: the score term of
 :math:`\log q` dropped, unbiased, and of zero variance once q is the posterior, which is what lets the
-full-covariance fit land on it) wherever :math:`\log q` at a fixed z is closed-form; for a flow guide it is the
-ordinary reparameterisation gradient (the flow's path derivative needs a Jacobian per latent dimension: 3x the time
-on mnist5k for 0.05 nats). Gradients are taken with respect to the free tensors only (``torch.autograd.grad``: no
-gradient is accumulated on the model or the guide). A point whose parameters or final ELBO are not finite keeps its
-start (counted as ``points_reset``). Then :math:`\mathcal{L}[q^*]` (and :math:`\mathcal{L}` of the start, a check:
-for ``family="guide"`` it is the amortized ELBO) is estimated with ``eval_particles`` draws per point.
+full-covariance fit land on it) wherever :math:`\log q` at a fixed z is closed-form; for a guide that samples a
+transformed distribution (a flow, or a latent pushed to a constrained support) it is the ordinary reparameterisation
+gradient (a flow's path derivative needs a Jacobian per latent dimension: 3x the time on mnist5k for 0.05 nats).
+Gradients are taken with respect to the free tensors only (``torch.autograd.grad``: no gradient is accumulated on
+the model or the guide). A point whose parameters or final ELBO are not finite keeps its start (counted as
+``points_reset``). Then :math:`\mathcal{L}[q^*]` (and :math:`\mathcal{L}` of the start, a check: for
+``family="guide"`` it is the amortized ELBO) is estimated with ``eval_particles`` draws per point.
 
 Cost: ``points x steps x particles`` draws through the guide and the model, forward and backward, plus
-``points x eval_particles`` forward. Measured on one CPU thread, mnist5k, vae (z 20, hidden 400), 20 test points,
-300 steps: diagonal guide 7 s (1000 steps gave the same ELBO(q*) to 0.01 nats), iaf:2 13 s, full covariance 6 s; the
-default is 500 steps. Hence the CLI's ``--inference-gap N`` fits a subset of N points (about 0.5 s a point with a
-diagonal guide at 500 steps, on one thread).
+``points x eval_particles`` forward. Measured on one CPU thread (a shared 2-core machine), mnist5k, vae (z 20, hidden
+400), 50 test points, the defaults (500 steps of 16 draws): diagonal guide 20 s, iaf:2 29 s, full covariance 20 s,
+i.e. about 0.4-0.6 s a point (300 and 1000 steps gave the diagonal guide the same ELBO(q*) to 0.01 nats). Hence
+the CLI's ``--inference-gap N`` fits a subset of N points.
 
-What the numbers say on that run (10 epochs; log p(x) by importance sampling with K = 2000 from the guide): diagonal
-guide, approximation gap 1.86, amortization gap 6.67 nats; iaf:2, 0.57 and 4.73. The full-covariance local q of the
-diagonal run reaches an ELBO 1.4 nats *above* the importance-sampled log p(x): the IS estimate from the amortized
-guide has not converged at K = 2000 (its k-hat says so), so take log p(x) from AIS (``--estimator ais:T``, used here
-whenever the evaluation ran it) before reading a small approximation gap.
+What the numbers say (mnist5k, vae z 20 hidden 400 trained 10 epochs, the first 50 test points, default settings;
+nats, mean ± se over points): with log p(x) from AIS (T = 1000, 16 chains: -143.10), the diagonal guide's
+approximation gap is 3.44 ± 0.07 and its amortization gap 6.06 ± 0.39; a full-covariance local q closes all but
+0.15 ± 0.02 of the approximation gap (amortization gap 9.35 ± 0.40 against it). The importance-sampled log p(x) from
+the guide with K = 5000 (-144.50, k-hat > 0.7 at every point) is 1.4 nats low: with it the diagonal approximation gap
+reads 2.04 and the full-covariance one -1.25 (ELBO(q*) above log p(x) at 47 of 50 points, which eval.json flags). So
+read a small approximation gap with log p(x) from ``--estimator ais:T`` (used here whenever the evaluation ran it).
+An iaf:2 guide on the same data (10 epochs, IS K = 5000): approximation gap 0.75 ± 0.13, amortization gap
+4.73 ± 0.24.
 
 Guides refused, in one line (:class:`~zoo.errors.ConfigError`): an implicit or deterministic guide (no density
 :math:`\log q(z|x)`, so no amortized ELBO to split), a user's Pyro function guide or any guide that does not name
@@ -98,7 +103,7 @@ DEFAULTS = {"steps": 500, "particles": 16, "lr": 0.02, "eval_particles": 1000}
 MOMENT_DRAWS = 256  # draws of the amortized q whose mean and covariance start the full-covariance fit
 RIDGE = 1e-4
 PATH = "path derivative (Roeder, Wu & Duvenaud 2017)"
-REPARAMETERISED = "reparameterisation gradient (the flow's path derivative would need its Jacobian)"
+REPARAMETERISED = "reparameterisation gradient (a transformed q's path derivative would need its Jacobian)"
 
 
 def _guide_name(guide) -> str:
@@ -199,9 +204,13 @@ class _GuideFamily:
 
     def __enter__(self):
         self.free.__enter__()
-        self.params = self.free.start(self.guide, self.x, self.y)
-        with torch.no_grad():
-            trace = poutine.trace(self.guide).get_trace(self.x, self.y)
+        try:
+            self.params = self.free.start(self.guide, self.x, self.y)
+            with torch.no_grad():
+                trace = poutine.trace(self.guide).get_trace(self.x, self.y)
+        except BaseException:  # no hook is left on the guide
+            self.free.__exit__()
+            raise
         # the path derivative where log q at a fixed z is closed-form; a flow's needs a Jacobian per latent dimension
         self.path = not any(_flow_transforms(site["fn"]) is not None for site in trace.nodes.values()
                             if site["type"] == "sample" and not site["is_observed"])
@@ -216,7 +225,7 @@ class _GuideFamily:
 
     def surrogate(self, k: int) -> torch.Tensor:
         """(k, B): the value of log w; its gradient the path derivative (the score term of log q dropped), or for a
-        flow guide the ordinary reparameterised gradient."""
+        guide that samples transformed distributions the ordinary reparameterised gradient."""
         if not self.path:
             return self.elbo(k)
         t = path_terms(self.model, self.guide, self.x, self.y, k, objective="the inference gap's local fit")

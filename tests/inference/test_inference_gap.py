@@ -6,7 +6,8 @@
 so a full-covariance local q reaches the posterior (approximation gap 0), and the best diagonal Gaussian in
 KL(q || p) keeps the mean and takes the variances 1 / Lambda_jj, leaving the approximation gap
 
-    KL(q* || p(z|x)) = 1/2 [tr(Lambda Sigma_q) - d - log det(Lambda Sigma_q)] = 1/2 (sum_j log Lambda_jj - log det Lambda)
+    KL(q* || p(z|x)) = 1/2 [tr(Lambda Sigma_q) - d - log det(Lambda Sigma_q)]
+                     = 1/2 (sum_j log Lambda_jj - log det Lambda)
 
 (tr(Lambda Sigma_q) = d; the same for every x)."""
 import json
@@ -45,7 +46,8 @@ def linear_gaussian():
     g = torch.Generator().manual_seed(1)
     x = (torch.randn(4, 2, generator=g, dtype=torch.float64) @ w.T + b
          + noise.sqrt() * torch.randn(4, 5, generator=g, dtype=torch.float64)).float()
-    log_px = torch.distributions.MultivariateNormal(b, covariance_matrix=w @ w.T + torch.diag(noise)).log_prob(x.double())
+    marginal = torch.distributions.MultivariateNormal(b, covariance_matrix=w @ w.T + torch.diag(noise))
+    log_px = marginal.log_prob(x.double())
     precision = torch.eye(2, dtype=torch.float64) + w.T @ torch.diag(1 / noise) @ w
     return model, guide, x, log_px.numpy(), precision
 
