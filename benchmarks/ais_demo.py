@@ -97,7 +97,7 @@ def main():
             gaps.append((steps, mean_se(b["gap"].numpy()), mean_se(-b["lower"].numpy()), mean_se(-b["upper"].numpy()),
                          time.perf_counter() - t0))
     print(f"\ndemo run {run}: {args.points} test points of mnist5k (dynamic binarization); nats, mean +- se over points")
-    print(f"| estimator | NLL | IS NLL minus this | seconds |\n|---|---|---|---|")
+    print("| estimator | NLL | IS NLL minus this | seconds |\n|---|---|---|---|")
     for name, v, sec in rows:
         print(f"| {name} | {v['mean']:.2f} +- {v['se']:.2f} | {is_nll['mean'] - v['mean']:+.2f} | {sec:.1f} |")
     if gaps:

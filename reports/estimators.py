@@ -123,7 +123,7 @@ def estimators_table(sections) -> pd.DataFrame:
         share = psis.get("share_khat_above_0.7")
         rows.append({
             "run": s.name,
-            f"NLL, IS": _pm(summary.get("nll")) + (f" (K={proto.get('num_samples')})"
+            "NLL, IS": _pm(summary.get("nll")) + (f" (K={proto.get('num_samples')})"
                                                    if _ms(summary.get("nll")) else ""),
             "IS at K = 1 · 10 · 100 · ...": _sweep_text(summary),
             "jackknife": _pm(summary.get("nll_jackknife")),
