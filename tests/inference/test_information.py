@@ -138,6 +138,22 @@ def test_an_invertible_flow_guide_gets_iq_and_marginal_kl_only():
     assert reason is None and part["total_correlation"] is None and part["dimensionwise_kl"] is None
     assert "per-dimension marginals" in part["dimensionwise_reason"]
     assert abs(part["mutual_information"]["mean"] + part["marginal_kl"]["mean"] - part["kl"]["mean"]) < 1e-9
+    assert "limited_to" not in part  # within the limits of a costly mixture: all 40 points, 2 draws
+
+
+def test_a_costly_mixture_is_limited_and_says_so_while_a_diagonal_one_is_not():
+    """A flow guide's q(z|x_m) at another point's draw runs the flow per pair (N^2 K evaluations): by default at most
+    COSTLY_POINTS points and COSTLY_SAMPLES draws, recorded; a diagonal guide's mixture is elementwise: all points."""
+    from inference.information import COSTLY_POINTS, COSTLY_SAMPLES
+
+    model = VAE(5, latent_dim=2, hidden=(8,), likelihood="gaussian", sigma=0.5)
+    x = torch.randn(COSTLY_POINTS + 20, 5)
+    part, _ = evaluate_information(model, build_guide("householder:2", model), x, num_samples=COSTLY_SAMPLES + 1)
+    assert (part["points"], part["samples_per_point"]) == (COSTLY_POINTS, COSTLY_SAMPLES)
+    assert part["limited_to"].startswith(f"{COSTLY_POINTS} points x {COSTLY_SAMPLES} draws, not {len(x)} x 5")
+    assert abs(part["mutual_information"]["mean"] + part["marginal_kl"]["mean"] - part["kl"]["mean"]) < 1e-9
+    full, _ = evaluate_information(model, build_guide("diagonal", model), x, num_samples=COSTLY_SAMPLES + 1)
+    assert (full["points"], full["samples_per_point"]) == (len(x), COSTLY_SAMPLES + 1) and "limited_to" not in full
 
 
 @pytest.mark.parametrize("case", ["m2", "svae", "planar", "vamp"])
