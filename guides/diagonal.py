@@ -4,10 +4,10 @@
 
 one linear head per latent site on the model's feature extractor (and on the site's parents, for hierarchies).
 """
-import pyro.distributions as dist
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.distributions.same_shape import diagonal_normal
 from zoo.networks.precision import full_precision
 
 from guides.base import GUIDES, AmortizedGuide
@@ -40,7 +40,7 @@ class DiagonalGuide(AmortizedGuide):
 
     def site_distribution(self, site, context):
         loc, scale = self.gaussian(site.name, context)
-        return dist.Normal(loc, scale, validate_args=False).to_event(1)
+        return diagonal_normal(loc, scale)  # Normal(loc, scale).to_event(1); Pyro's plate need not copy it
 
     def local_parameter_heads(self):
         """(loc, raw scale) of each site: the inference gap's local q frees them per point."""

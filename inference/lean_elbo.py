@@ -13,9 +13,12 @@ replayed model trace, nothing else; ``tests/inference/test_lean_elbo.py`` proves
 and ``Trace_ELBO`` (loss and gradients) under the same seed. Pairs it cannot handle (a non-reparameterised or
 enumerated guide site) are reported by :func:`lean_supported` so the caller falls back to Pyro's ELBO.
 """
-import pyro.poutine as poutine
+import sys
+
 import torch
 from pyro.distributions.util import scale_and_mask
+from pyro.poutine.replay_messenger import ReplayMessenger
+from pyro.poutine.trace_messenger import TraceMessenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
@@ -33,13 +36,35 @@ def _sum(site, value):
     return value.sum() if torch.is_tensor(value) else value
 
 
-def lean_elbo_loss(model, guide, *args, analytic_kl: bool = True, guide_trace=None, **kwargs) -> torch.Tensor:
-    """-ELBO (one particle) summed over the batch; raises ``ValueError`` for pairs that need Pyro's ELBO."""
+def run_traced(fn, *args, replay=None, **kwargs):
+    """The trace of ``fn(*args, **kwargs)`` (replayed against the trace ``replay`` when given): the sample and param
+    sites of ``poutine.trace(poutine.replay(fn, trace=replay)).get_trace(*args, **kwargs)``, the same messengers in
+    the same order, without the per-call handler objects, the ``_INPUT``/``_RETURN`` nodes and the final copy of the
+    trace (a fixed per-step cost the lean loss does not need). A ``ValueError``/``RuntimeError`` is re-raised with
+    the sites' shapes appended, as Pyro's trace handler does."""
+    tracer = TraceMessenger()
+    with tracer:
+        try:
+            if replay is None:
+                fn(*args, **kwargs)
+            else:
+                with ReplayMessenger(trace=replay):
+                    fn(*args, **kwargs)
+        except (ValueError, RuntimeError) as e:
+            exc_type, exc_value, traceback = sys.exc_info()
+            raise exc_type(f"{exc_value}\n{tracer.trace.format_shapes()}").with_traceback(traceback) from e
+    return tracer.trace
+
+
+def lean_elbo_loss(model, guide, *args, analytic_kl: bool = True, guide_trace=None, checked: bool = False,
+                   **kwargs) -> torch.Tensor:
+    """-ELBO (one particle) summed over the batch; raises ``ValueError`` for pairs that need Pyro's ELBO
+    (``checked=True``: the caller has already found ``guide_trace`` supported by :func:`lean_supported`)."""
     if guide_trace is None:
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    if not lean_supported(guide_trace):
+        guide_trace = run_traced(guide, *args, **kwargs)
+    if not checked and not lean_supported(guide_trace):
         raise ValueError("the lean ELBO needs a fully reparameterised, non-enumerated guide")
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    model_trace = run_traced(model, *args, replay=guide_trace, **kwargs)
     loss = 0.0
     for name, site in model_trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site):

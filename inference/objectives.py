@@ -11,13 +11,12 @@
 
 Every objective carries a KL weight (beta-VAE, KL warm-up) applied to latent sites only (see latent_scale.py).
 """
-import pyro.poutine as poutine
 import torch
 from pyro.infer import TraceMeanField_ELBO
 
 from inference.importance import log_mean_exp, weight_terms
 from inference.latent_scale import scale_latents
-from inference.lean_elbo import lean_elbo_loss, lean_supported
+from inference.lean_elbo import lean_elbo_loss, lean_supported, run_traced
 from zoo.registry import Registry
 
 OBJECTIVES = Registry("objective")
@@ -59,9 +58,9 @@ class ELBO(Objective):
         w = self.kl_weight
         m, g = scale_latents(model, w), scale_latents(guide, w)
         if self.num_particles == 1:
-            guide_trace = poutine.trace(g).get_trace(x, y)
+            guide_trace = run_traced(g, x, y)
             if lean_supported(guide_trace):
-                return lean_elbo_loss(m, g, x, y, guide_trace=guide_trace)
+                return lean_elbo_loss(m, g, x, y, guide_trace=guide_trace, checked=True)
         return self._pyro_elbo(TraceMeanField_ELBO, model).differentiable_loss(m, g, x, y)
 
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.distributions.same_shape import KeepShapeExpand, diagonal_normal
 from zoo.networks.precision import full_precision
 
 from zoo.errors import ConfigError, DataError
@@ -32,7 +33,7 @@ class BernoulliLogits(dist.Bernoulli):
         return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
 
 
-class BernoulliLogitsImage(dist.Independent):
+class BernoulliLogitsImage(KeepShapeExpand, dist.Independent):
     """``Independent(BernoulliLogits(logits), 1)``: the pixels of one data point as one event, with log-mass
 
         log p(x) = sum_d [x_d l_d - softplus(l_d)] = x . l - sum_d softplus(l_d).
@@ -98,7 +99,7 @@ class GaussianLikelihood(nn.Module):
             self.register_buffer("log_sigma", log_sigma)
 
     def forward(self, out: torch.Tensor):
-        return dist.Normal(full_precision(out), self.log_sigma.exp(), validate_args=False).to_event(1)
+        return diagonal_normal(full_precision(out), self.log_sigma.exp())
 
     def mean(self, out):
         return out

@@ -9,13 +9,15 @@ import torch
 from torch import nn
 from torch.distributions import register_kl
 
+from zoo.distributions.same_shape import Independent, KeepShapeExpand
 from zoo.registry import Registry
 
 PRIORS = Registry("prior")
 
 
-class StandardNormal(dist.Normal):
-    """N(0, 1) as its own class, so that KL(N(mu, sigma^2) || N(0, 1)) dispatches to the closed form below."""
+class StandardNormal(KeepShapeExpand, dist.Normal):
+    """N(0, 1) as its own class, so that KL(N(mu, sigma^2) || N(0, 1)) dispatches to the closed form below (and
+    Pyro's plate hands the cached prior on instead of copying it every step: zoo/distributions/same_shape.py)."""
 
 
 @register_kl(dist.Normal, StandardNormal)
@@ -39,7 +41,8 @@ class StandardNormalPrior(nn.Module):
         key = (batch_size, like.device, like.dtype)
         if self._cached[0] != key:
             zeros = like.new_zeros(())
-            fn = StandardNormal(zeros, 1.0, validate_args=False).expand([batch_size, self.dim]).to_event(1)
+            fn = Independent(StandardNormal(zeros, 1.0, validate_args=False).expand([batch_size, self.dim]), 1,
+                             validate_args=False)
             self._cached = (key, fn)
         return self._cached[1]
 
