@@ -404,3 +404,23 @@ def test_every_registered_data_set_loads(name, monkeypatch):
         assert set(torch.unique(ds.train_epoch_x(0)).tolist()) <= {0.0, 1.0}
     assert ds.info.get("source") and ds.info.get("sizes") == {"train": len(ds.train), "valid": len(ds.valid),
                                                               "test": len(ds.test)}
+
+
+def test_digits_are_read_without_importing_scikit_learn_and_equal_its_loader(monkeypatch):
+    """The 8x8 digits come from scikit-learn's package file, read directly (importing scikit-learn costs seconds in
+    every `zoo` process); the values are load_digits' own."""
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from zoo.data import digits
+
+    bunch = load_digits()
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # load_digits can no longer be imported
+    digits._raw.cache_clear()
+    try:
+        x, y = digits._raw()
+    finally:
+        digits._raw.cache_clear()
+    np.testing.assert_array_equal(x, (bunch.data / 16.0).astype(np.float32))
+    np.testing.assert_array_equal(y, bunch.target)
