@@ -351,5 +351,6 @@ def evaluate_ais(model, guide, x, y=None, num_steps: int = 500, num_chains: int 
         b = sampler.bdmc(int(bdmc_points), x, progress=progress)
         part["bdmc"] = {"points": int(bdmc_points), "data": "simulated from the model, (x, z*) ~ p(x, z)",
                         "lower": mean_se(b["lower"].cpu().numpy()), "upper": mean_se(b["upper"].cpu().numpy()),
-                        "gap": mean_se(b["gap"].cpu().numpy()), "seconds": time.perf_counter() - t1}
+                        "gap": mean_se(b["gap"].cpu().numpy()), "seconds": time.perf_counter() - t1,
+                        "gap_per_point": [float(v) for v in b["gap"].cpu()]}
     return part, np.asarray(log_px)

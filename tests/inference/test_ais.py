@@ -122,6 +122,8 @@ def test_zoo_evaluate_with_ais_and_bdmc_records_them(tmp_path, capsys):
     assert summary["nll"]["mean"] != ais["nll"]["mean"] and summary["protocol"]["estimator"].startswith("logsumexp")
     assert summary["protocol"]["ais_estimator"].startswith("AIS, T = 5") and 0 < ais["acceptance"] <= 1
     assert ais["bdmc"]["points"] == 4 and set(ais["bdmc"]) >= {"lower", "upper", "gap"}
+    per_point = ais["bdmc"]["gap_per_point"]  # the gap of each simulated point, averaging to the reported one
+    assert len(per_point) == 4 and abs(sum(per_point) / 4 - ais["bdmc"]["gap"]["mean"]) < 1e-9
     assert "NLL (AIS, T=5)" in text and "NLL (K=20)" in text and "BDMC gap" in text
     points = torch.load(tmp_path / "r" / "eval_points.pt", weights_only=True)
     assert points["ais_log_px"].shape == points["log_px"].shape
