@@ -236,15 +236,7 @@ def make_plan(args) -> Plan:
         pc.samples = scaled_samples(k, args.budget)
         if pc.samples != k:
             pc.not_comparable.append(f"K = {pc.samples} importance samples, the paper's {k}")
-        flags = budget_flags(values, args.budget)
-        if substitute:
-            flags += ["--data", substitute]
-        if args.data_root:
-            flags += ["--data-root", args.data_root]
-        if args.device != "auto":
-            flags += ["--device", args.device]
-        if args.no_progress:
-            flags += ["--no-progress"]
+        flags = _run_flags(values, substitute, args)
         needs = []
         m1 = values.get("m1_run")
         if isinstance(m1, str) and m1.startswith("@"):
@@ -276,12 +268,9 @@ def make_plan(args) -> Plan:
     return Plan(cf, out, args.budget, args.data, substitute, planned, runs, getattr(args, "threads", None))
 
 
-def _stage_run(cf, key, data, substitute, suffix, out, args, stages, runs) -> Run:
-    """The helper run ``[stages.KEY]`` on ``data`` (trained before the cells that name it)."""
-    if (key, data) in stages:
-        return stages[(key, data)]
-    name = f"stage-{key}@{data}{suffix}"
-    values = cf.converted(cf.stage(key))
+def _run_flags(values: dict, substitute, args) -> list:
+    """The `zoo train` flags of a cell or stage beyond its config: the budget's scaled epochs, the substitute data
+    set, the data root, the device and --no-progress."""
     flags = budget_flags(values, args.budget)
     if substitute:
         flags += ["--data", substitute]
@@ -291,6 +280,16 @@ def _stage_run(cf, key, data, substitute, suffix, out, args, stages, runs) -> Ru
         flags += ["--device", args.device]
     if args.no_progress:
         flags += ["--no-progress"]
+    return flags
+
+
+def _stage_run(cf, key, data, substitute, suffix, out, args, stages, runs) -> Run:
+    """The helper run ``[stages.KEY]`` on ``data`` (trained before the cells that name it)."""
+    if (key, data) in stages:
+        return stages[(key, data)]
+    name = f"stage-{key}@{data}{suffix}"
+    values = cf.converted(cf.stage(key))
+    flags = _run_flags(values, substitute, args)
     run_dir = os.path.join(out, name)
     run = Run(name, run_dir, ["train", "--config", cf.path, "--cell", f"stage-{key}", "--out", run_dir] + flags,
               None, None, stage=True)
