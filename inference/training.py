@@ -19,6 +19,7 @@ import torch
 from inference import checkpoint as ckpt
 from inference import distributed as ddp
 from inference import run_dir as rd
+from inference.traced_step import TRACE_AFTER, TracedSteps
 from zoo.networks.precision import autocast, resolve_precision
 
 
@@ -38,6 +39,8 @@ class TrainConfig:
     precision: str = "auto"  # "bf16": autocast the networks to bfloat16 (log-densities stay float32); "auto": bf16
     # only where the device runs it natively, else fp32 (zoo/networks/native_bf16.py); config.json records the result
     precision_reason: Optional[str] = None  # why that precision (recorded when "auto" or a requested one is resolved)
+    step: str = "auto"  # "auto": each batch shape's step traced into a graph after 50 eager steps and replayed
+    # (inference/traced_step.py; bit for bit the eager step, else eager); "traced": from its second step; "eager"
     # two-player (adversarial) training only; None: the objective's default (inference/adversarial.py)
     critic: Optional[str] = None  # the critic's spec (--critic mlp|dcgan|module:attr)
     critic_steps: Optional[int] = None  # critic updates per generator update
@@ -45,6 +48,7 @@ class TrainConfig:
     betas: Optional[tuple] = None  # Adam's (beta1, beta2) for both players
 
 
+STEP_MODES = ("auto", "traced", "eager")
 DATA_SCALE_WARNING = 1e6  # |x| above this: a divergence is blamed on the data's scale
 
 
@@ -85,6 +89,7 @@ class Trainer:
         self.loss_module = self._make_loss_module()
         precision, reason = resolve_precision(config.precision, self.device)  # once, before the first step
         self.config = config = replace(config, precision=precision, precision_reason=config.precision_reason or reason)
+        self.traced = self._make_traced_steps()
         n = len(data.train)
         self.global_batch = config.batch_size * self.dist.world_size
         if self.dist.world_size > 1:  # equal shards on every rank: an incomplete last global batch is dropped
@@ -107,6 +112,18 @@ class Trainer:
 
     def _make_loss_module(self):
         return ddp.wrap(self.model, self.guide, self.objective, self.dist, self.device)
+
+    def _make_traced_steps(self):
+        """The traced step (inference/traced_step.py), or None: --step eager, or DDP (its gradient hooks live in
+        autograd's backward)."""
+        from zoo.errors import ConfigError
+
+        if self.config.step not in STEP_MODES:
+            raise ConfigError(f"--step must be one of {', '.join(STEP_MODES)}, got {self.config.step!r}")
+        if self.config.step == "eager" or self.dist.world_size > 1:
+            return None
+        return TracedSteps(self.loss_module, self.objective, autocast=self._autocast,
+                           trace_after=TRACE_AFTER if self.config.step == "auto" else 2)
 
     # ------------------------------------------------------------------------- hooks of two-player training
     # (inference/adversarial_training.py): no-ops here, so the single-player step stays what it was
@@ -286,6 +303,11 @@ class Trainer:
     def train_step(self, xb, yb, epoch: int, step: int) -> torch.Tensor:
         """One optimizer step on a mini-batch; returns the batch's summed loss (detached, not synchronised)."""
         self.objective.kl_weight = self.kl_weight(epoch, step)
+        if self.traced is not None:
+            loss = self.traced.step(xb, yb)  # gradients set from the replayed graph, or None: run eagerly
+            if loss is not None:
+                self.optimizer.step()
+                return loss
         with self._autocast():
             loss = self.loss_module(xb, yb)
         self.optimizer.zero_grad(set_to_none=True)
@@ -319,6 +341,7 @@ class Trainer:
                 perm = torch.randperm(len(train), generator=_epoch_generator(c.seed, epoch)).to(device)
                 epoch_sum = torch.tensor(p["epoch_loss_sum"], dtype=torch.float64, device=device)
                 self._begin_epoch()
+                traced_before = self.traced.traced_steps if self.traced is not None else 0
                 t0 = time.perf_counter() - p["epoch_seconds"]
                 if bar is not None:
                     bar.reset(total=self.steps_per_epoch)
@@ -361,6 +384,11 @@ class Trainer:
                 row = {"epoch": epoch, "train_loss": epoch_sum / seen, "valid_loss": valid,
                        "kl_weight": self.objective.kl_weight, "seconds": seconds,
                        "valid_seconds": time.perf_counter() - t1, "step": p["global_step"]}
+                if self.traced is not None:
+                    row["traced_steps"] = self.traced.traced_steps - traced_before
+                    reasons = self.traced.reasons()
+                    if reasons:
+                        row["eager_steps_because"] = reasons
                 row.update(self._epoch_extras(seen))
                 row.update(self.epoch_metrics())
                 warmed_up = c.warmup <= 0 or epoch + 1 >= c.warmup

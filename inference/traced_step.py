@@ -1,0 +1,228 @@
+"""The training step traced once per shape and replayed: loss and gradients as one graph of tensor operations.
+
+A step of stochastic variational inference runs the guide and the model through Pyro's handlers (messages, plates,
+distribution objects, the objective's bookkeeping), then autograd's backward. For a given model, guide, objective and
+mini-batch shape, all of that Python decides the same thing at every step: which sites exist, their plates and scales,
+which KL is analytic, which tensor operations run. Only the tensors change. So the step is traced once, with fake
+tensors (``torch.fx.experimental.proxy_tensor.make_fx``), into the graph of the tensor operations it performs, forward
+and backward together (``torch.autograd.grad`` inside the trace, so a custom ``autograd.Function``, a ``detach`` or a
+gradient hook is recorded exactly as it runs), and that graph is replayed at the following steps:
+
+    (x, y, parameters, buffers) -> (sum over the batch of the loss, d(loss / B) / d parameters)
+
+The model and guide stay Pyro programs; the trace is one of their executions. Random draws are graph operations
+(``normal_`` ...) on the global generator, consumed in the eager order, so a replayed step equals the eager step bit
+for bit under the same seed. That is checked, not assumed: when a key is traced, the eager step and the replayed graph
+run from the same RNG and state, and the graph is used only if its loss and every gradient are identical (``torch.equal``);
+otherwise that key stays eager. A resumed run therefore continues exactly whichever steps were traced.
+
+What a plan is valid for (its key): the shapes, dtypes and devices of x and y; grad mode and Pyro's validation
+flag (the precision is the run's); and the state of every module of the loss (model, guide and their submodules) and of the objective:
+module identities, training flags, the identities of parameters, buffers and tensor attributes, the number of hooks,
+and every plain attribute (numbers, strings, booleans, None: hyperparameters such as the objective's KL weight, a
+flag that a lazy initialisation has run). A change of any of these makes a new key: a swapped submodule, a new
+parameter tensor, train/eval, a hook added (the inference gap's), a new batch size, KL warm-up's weight. Python
+control flow that depends on tensor values cannot be traced with fake tensors (it raises), so such programs (Pyro's
+enumeration, rejection samplers, validation checks) keep the eager step; so do distributed runs (DDP's gradient hooks
+belong to autograd's backward).
+
+A key is traced after ``trace_after`` eager steps with it (the first eager step fills the programs' caches; the trace,
+about a fifth of a second, pays for itself only over many steps): a run's full batches are traced early, its last
+partial batch of each epoch and KL warm-up's changing weights never are.
+"""
+import collections
+import contextlib
+from typing import Optional
+
+import torch
+from torch import nn
+
+TRACE_AFTER = 50  # eager steps with one key before it is traced (--step auto)
+PLAIN = (bool, int, float, str, type(None))
+
+
+def _rng_state(device: torch.device):
+    state = [torch.get_rng_state()]
+    if device.type == "cuda":
+        state.append(torch.cuda.get_rng_state(device))
+    return state
+
+
+def _set_rng_state(device: torch.device, state):
+    torch.set_rng_state(state[0])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def _validation_flags():
+    import pyro.poutine.util as poutine_util
+
+    return poutine_util.is_validation_enabled(), torch.distributions.Distribution._validate_args
+
+
+def object_state(obj) -> tuple:
+    """What of ``obj``'s own attributes a traced step depends on: plain values by name, tensors and parameter/buffer
+    dicts by identity, hook dicts by size (a module's submodules are visited separately)."""
+    parts = [id(obj)]
+    for name, value in obj.__dict__.items():
+        if type(value) in PLAIN:
+            parts.append((name, value))
+        elif name in ("_parameters", "_buffers"):
+            parts.append(tuple((k, id(v)) for k, v in value.items()))
+        elif torch.is_tensor(value):
+            parts.append((name, id(value)))
+        elif name.endswith("hooks") and isinstance(value, dict):
+            parts.append((name, len(value)))
+    return tuple(parts)
+
+
+def _global_hooks() -> tuple:
+    from torch.nn.modules import module as m
+
+    return tuple(len(getattr(m, n, ())) for n in ("_global_forward_hooks", "_global_forward_pre_hooks",
+                                                    "_global_backward_hooks", "_global_backward_pre_hooks"))
+
+
+class _Plan:
+    """One traced graph and how to call it."""
+
+    def __init__(self, graph, names, grad_index, used):
+        self.graph, self.names, self.grad_index, self.used = graph, names, grad_index, used
+
+
+class TracedSteps:
+    """``step(x, y)``: the objective's loss of ``loss_module`` on (x, y), summed over the batch and detached, with the
+    ``.grad`` of its parameters set to d(loss / B)/d(parameter) (None where the loss does not use one), from a graph
+    traced for this key, or None when this step is to run eagerly (the caller then runs the ordinary step). The
+    optimizer's ``zero_grad`` and ``step`` stay the caller's."""
+
+    def __init__(self, loss_module: nn.Module, objective, trace_after: int = TRACE_AFTER, autocast=None):
+        self.loss_module, self.objective = loss_module, objective
+        self.autocast = autocast or contextlib.nullcontext  # the run's precision (zoo.networks.precision.autocast)
+        self.trace_after = max(1, int(trace_after))
+        self.plans = {}  # key -> _Plan, or the reason (str) this key runs eagerly
+        self.uses = collections.Counter()
+        self.traced_steps = 0  # steps replayed from a graph (for metrics.jsonl)
+
+    # ---------------------------------------------------------------------------------------------- the key
+    def key(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> tuple:
+        parts = [tuple(x.shape), x.dtype, x.device,
+                 None if y is None else (tuple(y.shape), y.dtype, y.device),
+                 torch.is_grad_enabled(), _validation_flags(), _global_hooks(),
+                 object_state(self.objective)]
+        parts.extend(object_state(m) for m in self.loss_module.modules())
+        return tuple(parts)
+
+    # ---------------------------------------------------------------------------------------------- a step
+    def step(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+        key = self.key(x, y)
+        plan = self.plans.get(key)
+        if plan is None:
+            self.uses[key] += 1
+            if self.uses[key] < self.trace_after:
+                return None
+            return self._trace_and_check(key, x, y)
+        if isinstance(plan, str):
+            return None
+        return self._replay(plan, x, y)
+
+    def reasons(self) -> list:
+        """Why keys run eagerly (one line each; empty when every traced key replays)."""
+        return sorted({p for p in self.plans.values() if isinstance(p, str)})
+
+    def _tensors(self):
+        named = list(self.loss_module.named_parameters()) + list(self.loss_module.named_buffers())
+        return [n for n, _ in named], [t for _, t in named]
+
+    def _replay(self, plan: _Plan, x, y) -> torch.Tensor:
+        params = [p for _, p in self.loss_module.named_parameters()]
+        tensors = params + [b for _, b in self.loss_module.named_buffers()]
+        inputs = (x,) if y is None else (x, y)
+        with torch.no_grad():
+            out = plan.graph(*inputs, *tensors)
+        for p in params:
+            p.grad = None
+        for i, g in zip(plan.used, out[1:]):
+            params[i].grad = g
+        self.traced_steps += 1
+        return out[0]
+
+    def _snapshot(self):
+        """The Python attributes of every module and of the objective, and the buffers' values: what an eager call
+        or a trace may change besides the parameters' gradients."""
+        objects = list(self.loss_module.modules()) + [self.objective]
+        attrs = [(o, dict(o.__dict__)) for o in objects]
+        buffers = [(b, b.detach().clone()) for b in self.loss_module.buffers()]
+        return attrs, buffers
+
+    @staticmethod
+    def _restore(snapshot):
+        attrs, buffers = snapshot
+        for obj, saved in attrs:
+            obj.__dict__.clear()
+            obj.__dict__.update(saved)
+        with torch.no_grad():
+            for b, value in buffers:
+                b.copy_(value)
+
+    def _trace_and_check(self, key, x, y) -> Optional[torch.Tensor]:
+        """Trace this key, check the graph against the eager step from the same RNG and state, and return the step's
+        loss from the graph (gradients set), or record why the key stays eager and return None (state restored, so
+        the caller's eager step is the step)."""
+        from torch.fx.experimental.proxy_tensor import make_fx
+        from torch.func import functional_call
+
+        lm, device = self.loss_module, x.device
+        names, tensors = self._tensors()
+        n_params = len(list(lm.parameters()))
+        grad_index = [i for i in range(n_params) if tensors[i].requires_grad]
+        inputs = (x,) if y is None else (x, y)
+        used = []
+
+        def joint(*args):
+            xs, ts = args[:len(inputs)], args[len(inputs):]
+            with self.autocast():  # the forward under the run's precision, the backward outside it (as eagerly)
+                loss = functional_call(lm, dict(zip(names, ts)), (xs[0], xs[1] if len(xs) > 1 else None))
+            grads = torch.autograd.grad(loss / xs[0].shape[0], [ts[i] for i in grad_index], allow_unused=True)
+            used[:] = [i for i, g in zip(grad_index, grads) if g is not None]
+            return (loss.detach(),) + tuple(g for g in grads if g is not None)
+
+        snapshot, rng = self._snapshot(), _rng_state(device)
+        try:
+            eager = joint(*inputs, *tensors)  # the eager step, for comparison
+            eager_used = list(used)
+            self._restore(snapshot)
+            graph = make_fx(joint, tracing_mode="fake", _allow_non_fake_inputs=True)(*inputs, *tensors)
+            self._restore(snapshot)  # a trace leaves no Python state behind (caches filled with fake tensors)
+            graph.graph.eliminate_dead_code()  # random operations count as impure: the draws are kept
+            graph.recompile()
+        except Exception as e:  # noqa: BLE001 -- any failure to trace means: run this key eagerly
+            self._restore(snapshot)
+            _set_rng_state(device, rng)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            self.plans[key] = f"cannot be traced ({type(e).__name__}: {first})"
+            return None
+        plan = _Plan(graph, names, grad_index, list(used))
+        _set_rng_state(device, rng)
+        loss = self._replay(plan, x, y)
+        params = [p for _, p in lm.named_parameters()]
+        same = (plan.used == eager_used and _identical(loss, eager[0])
+                and all(_identical(params[i].grad, g) for i, g in zip(plan.used, eager[1:])))
+        if not same:
+            self.traced_steps -= 1
+            self._restore(snapshot)
+            _set_rng_state(device, rng)
+            for p in params:
+                p.grad = None
+            self.plans[key] = "the traced graph does not reproduce the eager step bit for bit"
+            return None
+        self.plans[key] = plan
+        return loss
+
+
+def _identical(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.device.type == "meta":  # no values to compare
+        return True
+    return bool(torch.equal(a, b))
