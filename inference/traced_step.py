@@ -17,9 +17,10 @@ run from the same RNG and state, and the graph is used only if its loss and ever
 otherwise that key stays eager. A resumed run therefore continues exactly whichever steps were traced.
 
 What a plan is valid for (its key): the shapes, dtypes and devices of x and y; grad mode and Pyro's validation
-flag (the precision is the run's); and the state of every module of the loss (model, guide and their submodules) and of the objective:
-module identities, training flags, the identities of parameters, buffers and tensor attributes, the number of hooks,
-and every plain attribute (numbers, strings, booleans, None: hyperparameters such as the objective's KL weight, a
+flag (the precision is the run's); and the state of every module of the loss (model, guide and their submodules)
+and of the objective: module identities, training flags, the identities of parameters, buffers and leaf tensor
+attributes (the shape of a tensor a forward computed and kept, such as a flow's cache), the number of hooks, and
+every plain attribute (numbers, strings, booleans, None: hyperparameters such as the objective's KL weight, a
 flag that a lazy initialisation has run). A change of any of these makes a new key: a swapped submodule, a new
 parameter tensor, train/eval, a hook added (the inference gap's), a new batch size, KL warm-up's weight. Python
 control flow that depends on tensor values cannot be traced with fake tensors (it raises), so such programs (Pyro's
@@ -61,16 +62,17 @@ def _validation_flags():
 
 
 def object_state(obj) -> tuple:
-    """What of ``obj``'s own attributes a traced step depends on: plain values by name, tensors and parameter/buffer
-    dicts by identity, hook dicts by size (a module's submodules are visited separately)."""
+    """What of ``obj``'s own attributes a traced step depends on: plain values by name, parameters, buffers and leaf
+    tensors by identity, tensors computed by a forward (caches) by shape and dtype, hook dicts by size (a module's submodules are visited separately)."""
     parts = [id(obj)]
-    for name, value in obj.__dict__.items():
+    for name, value in getattr(obj, "__dict__", {}).items():
         if type(value) in PLAIN:
             parts.append((name, value))
         elif name in ("_parameters", "_buffers"):
             parts.append(tuple((k, id(v)) for k, v in value.items()))
-        elif torch.is_tensor(value):
-            parts.append((name, id(value)))
+        elif torch.is_tensor(value):  # a leaf (an input, a constant) by identity; a value computed in a forward and
+            # kept (a flow's cached log-scale, rebound at every eager call) by its kind only
+            parts.append((name, id(value) if value.grad_fn is None else (value.shape, value.dtype)))
         elif name.endswith("hooks") and isinstance(value, dict):
             parts.append((name, len(value)))
     return tuple(parts)
@@ -148,19 +150,23 @@ class TracedSteps:
         return out[0]
 
     def _snapshot(self):
-        """The Python attributes of every module and of the objective, and the buffers' values: what an eager call
-        or a trace may change besides the parameters' gradients."""
+        """The Python attributes of every module and of the objective (the contents of the modules' parameter and buffer
+        dicts included), and the buffers' values: what an eager call or a trace may change besides the gradients."""
         objects = list(self.loss_module.modules()) + [self.objective]
-        attrs = [(o, dict(o.__dict__)) for o in objects]
+        attrs = [(o, dict(getattr(o, "__dict__", {}))) for o in objects]
+        tables = [(t, dict(t)) for m in self.loss_module.modules() for t in (m._parameters, m._buffers)]
         buffers = [(b, b.detach().clone()) for b in self.loss_module.buffers()]
-        return attrs, buffers
+        return attrs, tables, buffers
 
     @staticmethod
     def _restore(snapshot):
-        attrs, buffers = snapshot
+        attrs, tables, buffers = snapshot
         for obj, saved in attrs:
             obj.__dict__.clear()
             obj.__dict__.update(saved)
+        for table, saved in tables:  # a failed trace can leave fake tensors in them (tied modules)
+            table.clear()
+            table.update(saved)
         with torch.no_grad():
             for b, value in buffers:
                 b.copy_(value)

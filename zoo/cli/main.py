@@ -153,6 +153,10 @@ def build_parser():
                    help="bf16: autocast the networks to bfloat16 (log-densities stay float32); auto (default): bf16 "
                         "only where the hardware runs it natively (AMX, AVX-512 BF16, GPUs from compute capability "
                         "8.0), else fp32; config.json records the choice and why")
+    t.add_argument("--step", choices=["auto", "traced", "eager"], default="auto",
+                   help="auto (default): each batch shape's step (loss and gradients) is traced into one graph after "
+                        "50 eager steps and replayed, when it reproduces the eager step bit for bit; traced: from "
+                        "its second step; eager: never. metrics.jsonl counts the traced steps")
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel training; launch with `torchrun --nproc_per_node N -m zoo train --distributed`")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -312,7 +316,7 @@ def cmd_train(args):
         train = TrainConfig(epochs=args.epochs or 10, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             beta=args.beta, warmup=args.warmup, patience=args.patience,
                             checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                            precision=args.precision, critic=args.critic and canonical(args.critic),
+                            precision=args.precision, step=args.step, critic=args.critic and canonical(args.critic),
                             critic_steps=args.critic_steps, critic_lr=args.critic_lr, betas=args.betas)
         args.latent_dim = args.latent_dim or model_default(args.model, "latent_dim", 20)
         hidden = args.hidden if args.hidden is not None else model_default(args.model, "hidden", (400,))

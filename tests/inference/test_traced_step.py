@@ -1,0 +1,232 @@
+"""The traced training step (inference/traced_step.py): every registered model's traced steps equal its eager steps bit
+for bit (parameters, gradients, RNG), a plan is re-traced whenever the model, guide, objective or shapes change, and
+programs that cannot be traced keep the eager step."""
+import copy
+from types import SimpleNamespace
+
+import pyro
+import pytest
+import torch
+from torch import nn
+
+from inference.distributed import LossModule
+from inference.objectives import build_objective
+from inference.traced_step import TracedSteps
+from inference.training import Trainer, TrainConfig
+from zoo.cli.assemble import build_components, register_all
+from zoo.cli.runs import make_config
+from zoo.cli.semi_supervised import model_default
+from zoo.errors import ConfigError
+from zoo.model import MODELS
+from zoo.vae import VAE
+from guides.base import build_guide
+
+register_all()
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# their default objective or guide reads tensor values in Python (a host sync a step), which a trace with fake tensors
+# refuses: Pyro's TraceEnum_ELBO (m2, m1+m2), the von Mises-Fisher rejection sampler (svae)
+EAGER_ONLY = {"m2", "m1+m2", "svae"}
+LATENT_DIM = {"infogan": 14}
+
+
+def _components(name):
+    binarize = model_default(name, "binarize", "dynamic")
+    data = model_default(name, "data", "mnist5k" if binarize == "none" else "digits")
+    hidden = model_default(name, "hidden", (16,))
+    options = {"latent_dim": LATENT_DIM.get(name, 2),
+               "hidden": None if hidden is None else [min(h, 32) for h in hidden]}
+    config = make_config(name, model_default(name, "guide", "diagonal"), model_default(name, "objective", "elbo"),
+                         data, binarize, options, TrainConfig(epochs=1), device="cpu")
+    return build_components(config, torch.device("cpu"))
+
+
+def _train_steps(comps, step, tmp_path, n=3, batch=16):
+    """n steps of the Trainer from the components' current state and a fixed seed; returns the trainer."""
+    trainer = Trainer(comps.model, comps.guide, comps.objective, comps.data,
+                      TrainConfig(batch_size=batch, step=step, progress=False, precision="fp32"), str(tmp_path))
+    comps.model.train(), comps.guide.train()
+    x, y = comps.data.train.x, comps.data.train.y
+    torch.manual_seed(7)
+    for i in range(n):
+        sl = slice(i * batch, (i + 1) * batch)
+        trainer.train_step(x[sl], None if y is None else y[sl], 0, i)
+    return trainer
+
+
+def _state(comps):
+    return copy.deepcopy((comps.model.state_dict(), comps.guide.state_dict()))
+
+
+def _parameters_equal(a, b):
+    return all(torch.equal(a[part][k], b[part][k]) for part in range(2) for k in a[part])
+
+
+@pytest.mark.parametrize("name", [e.name for e in MODELS])
+def test_traced_steps_equal_eager_steps_bit_for_bit(name, tmp_path):
+    """Three steps (eager, traced and checked, replayed) end with exactly the parameters and RNG state of three eager
+    steps; every model whose step has no host-side read of values is traced."""
+    pyro.enable_validation(False)
+    comps = _components(name)
+    if comps.critic is not None:
+        pytest.skip("two-player objectives step through AdversarialTrainer's own train_step, not traced")
+    x, y = comps.data.train.x[:16], None if comps.data.train.y is None else comps.data.train.y[:16]
+    comps.objective.loss(comps.model, comps.guide, x, y)
+    start = _state(comps)  # after data-dependent initialisation (actnorm), which the first call does
+    _train_steps(comps, "eager", tmp_path / "e")
+    eager, eager_rng = _state(comps), torch.get_rng_state()
+    comps.model.load_state_dict(start[0]), comps.guide.load_state_dict(start[1])
+    comps.objective.loss(comps.model, comps.guide, x, y)  # actnorm reads its loaded `initialized` flag once after a
+    # load, as it did before the eager run
+    trainer = _train_steps(comps, "traced", tmp_path / "t")
+    assert _parameters_equal(eager, _state(comps))
+    assert torch.equal(eager_rng, torch.get_rng_state())  # the graph draws the same random numbers
+    if name in EAGER_ONLY:
+        assert trainer.traced.traced_steps == 0 and trainer.traced.reasons()
+    else:
+        assert trainer.traced.traced_steps == 2, trainer.traced.reasons()
+
+
+# ---------------------------------------------------------------------------------------------- invalidation
+def _vae_pair(objective="elbo", guide="diagonal"):
+    pyro.enable_validation(False)
+    torch.manual_seed(0)
+    model = VAE(12, latent_dim=3, hidden=(8,))
+    g = build_guide(guide, model)
+    obj = build_objective(objective)
+    return LossModule(model, g, obj), obj
+
+
+def _eager(lm, x, y=None):
+    """The eager step's loss and gradients from the current RNG state (restored afterwards)."""
+    rng = torch.get_rng_state()
+    params = list(lm.parameters())
+    loss = lm(x, y)
+    grads = torch.autograd.grad(loss / x.shape[0], params, allow_unused=True)
+    torch.set_rng_state(rng)
+    return loss.detach(), grads
+
+
+def _traced_equals_eager(steps, lm, x):
+    want_loss, want_grads = _eager(lm, x)
+    loss = steps.step(x)
+    assert loss is not None, steps.reasons()
+    assert torch.equal(loss, want_loss)
+    for p, g in zip(lm.parameters(), want_grads):
+        assert (p.grad is None and g is None) or torch.equal(p.grad, g)
+
+
+def test_a_plan_is_retraced_when_model_guide_objective_or_shapes_change():
+    lm, obj = _vae_pair()
+    steps = TracedSteps(lm, obj, trace_after=1)
+    x = torch.bernoulli(torch.full((6, 12), 0.5))
+
+    def changed(what):
+        before = len(steps.plans)
+        _traced_equals_eager(steps, lm, x if what != "shape" else x[:4])
+        assert len(steps.plans) == before + 1, what  # a new key, traced afresh
+
+    _traced_equals_eager(steps, lm, x)
+    _traced_equals_eager(steps, lm, x)  # same key: replayed
+    assert len(steps.plans) == 1 and steps.traced_steps == 2
+    changed("shape")
+    obj.kl_weight = 0.25  # a plain attribute of the objective (KL warm-up, beta)
+    changed("kl weight")
+    lm.model.likelihood.eval()  # a training flag
+    changed("mode")
+    lm.guide.gaussian.heads["z"] = nn.Linear(8, 6)  # a swapped submodule: new parameters get the gradients
+    changed("submodule")
+    with torch.no_grad():
+        lm.model.decoder[0].weight = nn.Parameter(torch.randn(8, 3))  # a new parameter tensor
+    changed("parameter")
+    handle = lm.model.decoder.register_forward_hook(lambda m, i, out: 2 * out)  # a hook changes what runs
+    changed("hook")
+    handle.remove()
+    lm.model.prior.dim = lm.model.prior.dim  # unchanged values: the first plans come back, nothing is traced
+    before = len(steps.plans)
+    lm.model.likelihood.train()
+    obj.kl_weight = 1.0
+    _traced_equals_eager(steps, lm, x)
+    assert len(steps.plans) == before + 1  # only the swapped submodule and parameter make this key new
+
+
+def test_data_dependent_python_keeps_the_eager_step():
+    class Thresholded(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(3))
+
+        def forward(self, x, y=None):
+            if bool((x @ self.w).sum() > 0):  # a branch on a value: cannot be traced with fake tensors
+                return (x @ self.w).pow(2).sum()
+            return (x @ self.w).sum()
+
+    lm = Thresholded()
+    steps = TracedSteps(lm, SimpleNamespace(), trace_after=1)
+    x = torch.randn(4, 3)
+    assert steps.step(x) is None
+    assert steps.reasons() and steps.reasons()[0].startswith("cannot be traced")
+    assert lm.w.grad is None  # nothing half-done: the caller's eager step is the step
+
+
+def test_custom_backward_and_buffers_are_replayed_exactly():
+    """A custom autograd.Function's backward (here: gradient times 3) and BatchNorm's running statistics (buffers
+    updated in place by the forward) are part of the graph."""
+
+    class TripleGrad(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return t.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            return 3 * g
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.bn = nn.Linear(3, 4), nn.BatchNorm1d(4)
+
+        def forward(self, x, y=None):
+            h = self.bn(TripleGrad.apply(self.lin(x)))
+            return (h * torch.randn_like(h)).pow(2).sum()
+
+    torch.manual_seed(0)
+    a = Net()
+    b = copy.deepcopy(a)
+    steps = TracedSteps(b, SimpleNamespace(), trace_after=1)
+    x = torch.randn(5, 3)
+    for _ in range(3):
+        torch.manual_seed(1)
+        loss_a = a(x)
+        grads = torch.autograd.grad(loss_a / 5, list(a.parameters()))
+        torch.manual_seed(1)
+        loss_b = steps.step(x)
+        assert loss_b is not None and torch.equal(loss_a.detach(), loss_b)
+        assert all(torch.equal(g, p.grad) for g, p in zip(grads, b.parameters()))
+        assert torch.equal(a.bn.running_mean, b.bn.running_mean) and torch.equal(a.bn.running_var, b.bn.running_var)
+    assert steps.traced_steps == 3
+
+
+def test_trainer_counts_traced_steps_and_refuses_an_unknown_mode(tmp_path):
+    import json
+
+    from zoo.data import load_dataset
+
+    pyro.enable_validation(False)
+    data = load_dataset("digits", binarize="dynamic", seed=0)
+    torch.manual_seed(0)
+    model = VAE(data.dim, latent_dim=2, hidden=(8,))
+    guide = build_guide("diagonal", model)
+    config = TrainConfig(epochs=2, batch_size=256, step="traced", progress=False)
+    trainer = Trainer(model, guide, build_objective("elbo"), data, config, str(tmp_path))
+    trainer.fit()
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    full = len(data.train) // 256
+    assert len(data.train) % 256
+    # the first full batch is eager and traces the second; the last, smaller batch of each epoch is another key,
+    # traced at its second use (in epoch 2)
+    assert [r["traced_steps"] for r in rows] == [full - 1, full + 1]
+    with pytest.raises(ConfigError, match="--step must be one of"):
+        Trainer(model, guide, build_objective("elbo"), data, TrainConfig(step="fast"), str(tmp_path))
