@@ -44,7 +44,11 @@ def test_resume_after_a_crash_mid_epoch_gives_the_same_parameters(tmp_path):
         for name, tensor in a[part].items():
             assert torch.equal(tensor, b[part][name]), f"{part}.{name} differs after resume"
     assert a["progress"]["global_step"] == b["progress"]["global_step"] == 3 * 23
-    assert rd.read_metrics(full) == [dict(r, seconds=m["seconds"], valid_seconds=m["valid_seconds"])
+    # timings and the count of traced steps (inference/traced_step.py: the resumed process traces again after its own
+    # 50 eager steps) differ; everything else is the same, also across the mix of traced and eager steps
+    assert sum(r["traced_steps"] for r in rd.read_metrics(full)) > 0
+    assert rd.read_metrics(full) == [dict(r, seconds=m["seconds"], valid_seconds=m["valid_seconds"],
+                                          traced_steps=m["traced_steps"])
                                      for r, m in zip(rd.read_metrics(crashed), rd.read_metrics(full))]
 
 
