@@ -33,6 +33,7 @@ partial batch of each epoch and KL warm-up's changing weights never are.
 """
 import collections
 import contextlib
+import operator
 from typing import Optional
 
 import torch
@@ -61,21 +62,56 @@ def _validation_flags():
     return poutine_util.is_validation_enabled(), torch.distributions.Distribution._validate_args
 
 
-def object_state(obj) -> tuple:
-    """What of ``obj``'s own attributes a traced step depends on: plain values by name, parameters, buffers and leaf
-    tensors by identity, tensors computed by a forward (caches) by shape and dtype, hook dicts by size (a module's submodules are visited separately)."""
-    parts = [id(obj)]
-    for name, value in getattr(obj, "__dict__", {}).items():
-        if type(value) in PLAIN:
-            parts.append((name, value))
-        elif name in ("_parameters", "_buffers"):
-            parts.append(tuple((k, id(v)) for k, v in value.items()))
-        elif torch.is_tensor(value):  # a leaf (an input, a constant) by identity; a value computed in a forward and
-            # kept (a flow's cached log-scale, rebound at every eager call) by its kind only
-            parts.append((name, id(value) if value.grad_fn is None else (value.shape, value.dtype)))
-        elif name.endswith("hooks") and isinstance(value, dict):
-            parts.append((name, len(value)))
-    return tuple(parts)
+_MODULE_TABLES = ("_parameters", "_buffers", "_modules")
+_MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                 "_forward_hooks_with_kwargs")
+
+
+def _tensor_state(value):
+    """A leaf tensor (an input, a constant) by identity; a tensor a forward computed and kept (a flow's cached
+    log-scale, rebound at every eager call) by its kind only; anything else by identity."""
+    if torch.is_tensor(value) and value.grad_fn is not None:
+        return value.shape, value.dtype
+    return id(value)
+
+
+class _Layout:
+    """Which attributes of the loss's modules and of the objective a traced step depends on, found once and then read
+    at every step (the per-step state costs microseconds): plain values (numbers, strings, booleans, None), tensor
+    attributes (:func:`_tensor_state`), the identities of each module's parameters, buffers and submodules, the
+    number of its hooks, and the number of attributes of each object (so that one added anywhere is noticed). Any
+    change of structure changes that state, and a state never seen before rebuilds the layout before it is used as
+    a key, so a new submodule's attributes are watched from then on."""
+
+    def __init__(self, loss_module: nn.Module, objective):
+        self.entries = []
+        for obj in list(loss_module.modules()) + [objective]:
+            d = getattr(obj, "__dict__", {})
+            plain = [n for n, v in d.items() if type(v) in PLAIN]
+            tensors = tuple(n for n, v in d.items() if torch.is_tensor(v))
+            tables = tuple(d[n] for n in _MODULE_TABLES if n in d)
+            hooks = tuple(d[n] for n in _MODULE_HOOKS if n in d)
+            get_plain = operator.itemgetter(*plain) if plain else (lambda d: ())
+            self.entries.append((d, get_plain, tensors, tables, hooks))
+
+    def state(self) -> tuple:
+        """The watched state (hashable, unless a watched plain attribute now holds something unhashable: then
+        ``hash`` raises TypeError and the caller rebuilds the layout)."""
+        parts = []
+        add = parts.append
+        for d, get_plain, tensors, tables, hooks in self.entries:
+            add(len(d))
+            try:
+                add(get_plain(d))
+            except KeyError:  # a watched attribute was deleted (len(d) may not show it when another was added)
+                add(None)
+            for n in tensors:
+                add(_tensor_state(d.get(n)))
+            for t in tables:
+                add(tuple(map(id, t.values())))
+            for h in hooks:
+                add(len(h))
+        return tuple(parts)
 
 
 def _global_hooks() -> tuple:
@@ -86,10 +122,12 @@ def _global_hooks() -> tuple:
 
 
 class _Plan:
-    """One traced graph and how to call it."""
+    """One traced graph and what it is called with: the parameters, then the buffers (their identities are part of
+    the key, so the lists stay valid as long as the plan is used)."""
 
-    def __init__(self, graph, names, grad_index, used):
-        self.graph, self.names, self.grad_index, self.used = graph, names, grad_index, used
+    def __init__(self, graph, params, buffers, used):
+        self.graph, self.params, self.used = graph, params, used
+        self.tensors = params + buffers
 
 
 class TracedSteps:
@@ -104,21 +142,25 @@ class TracedSteps:
         self.trace_after = max(1, int(trace_after))
         self.plans = {}  # key -> _Plan, or the reason (str) this key runs eagerly
         self.uses = collections.Counter()
+        self.layout = _Layout(loss_module, objective)
         self.traced_steps = 0  # steps replayed from a graph (for metrics.jsonl)
 
     # ---------------------------------------------------------------------------------------------- the key
     def key(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> tuple:
-        parts = [tuple(x.shape), x.dtype, x.device,
-                 None if y is None else (tuple(y.shape), y.dtype, y.device),
-                 torch.is_grad_enabled(), _validation_flags(), _global_hooks(),
-                 object_state(self.objective)]
-        parts.extend(object_state(m) for m in self.loss_module.modules())
-        return tuple(parts)
+        return (x.shape, x.dtype, x.device, None if y is None else (y.shape, y.dtype, y.device),
+                torch.is_grad_enabled(), _validation_flags(), _global_hooks(), self.layout.state())
 
     # ---------------------------------------------------------------------------------------------- a step
     def step(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
         key = self.key(x, y)
-        plan = self.plans.get(key)
+        try:
+            plan = self.plans.get(key)
+        except TypeError:  # a watched attribute now holds an unhashable value
+            plan = None
+        if plan is None:  # a state not seen before: watch the modules as they are now
+            self.layout = _Layout(self.loss_module, self.objective)
+            key = self.key(x, y)
+            plan = self.plans.get(key)
         if plan is None:
             self.uses[key] += 1
             if self.uses[key] < self.trace_after:
@@ -137,11 +179,9 @@ class TracedSteps:
         return [n for n, _ in named], [t for _, t in named]
 
     def _replay(self, plan: _Plan, x, y) -> torch.Tensor:
-        params = [p for _, p in self.loss_module.named_parameters()]
-        tensors = params + [b for _, b in self.loss_module.named_buffers()]
-        inputs = (x,) if y is None else (x, y)
+        params = plan.params
         with torch.no_grad():
-            out = plan.graph(*inputs, *tensors)
+            out = plan.graph(x, *plan.tensors) if y is None else plan.graph(x, y, *plan.tensors)
         for p in params:
             p.grad = None
         for i, g in zip(plan.used, out[1:]):
@@ -208,7 +248,7 @@ class TracedSteps:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             self.plans[key] = f"cannot be traced ({type(e).__name__}: {first})"
             return None
-        plan = _Plan(graph, names, grad_index, list(used))
+        plan = _Plan(graph, tensors[:n_params], tensors[n_params:], list(used))
         _set_rng_state(device, rng)
         loss = self._replay(plan, x, y)
         params = [p for _, p in lm.named_parameters()]
