@@ -137,6 +137,14 @@ def test_a_plan_is_retraced_when_model_guide_objective_or_shapes_change():
     changed("mode")
     lm.guide.gaussian.heads["z"] = nn.Linear(8, 6)  # a swapped submodule: new parameters get the gradients
     changed("submodule")
+    lm.guide.gaussian.heads["z"].training = False  # the new submodule is watched from then on
+    changed("new submodule's flag")
+    lm.guide.gaussian.heads["z"].training = True
+    lm.model.note = None  # a new attribute, then an unhashable value in it: a new key, no failure
+    changed("attribute added")
+    lm.model.note = []
+    changed("unhashable value")
+    del lm.model.note
     with torch.no_grad():
         lm.model.decoder[0].weight = nn.Parameter(torch.randn(8, 3))  # a new parameter tensor
     changed("parameter")
