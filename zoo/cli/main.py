@@ -230,6 +230,9 @@ def build_parser():
     d.add_argument("--epochs", type=_positive_int, default=30)
     d.add_argument("--samples", type=_positive_int, default=5000)
     d.add_argument("--device", default="auto")
+    d.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="of training and evaluation, as in `zoo train` (auto: bf16 only where it is native)")
+    d.add_argument("--step", choices=["auto", "traced", "eager"], default="auto", help="as in `zoo train`")
     d.add_argument("--overwrite", action="store_true", help="replace a run in --out that is not a former demo")
     d.add_argument("--no-progress", action="store_true")
     return p
