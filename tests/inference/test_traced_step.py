@@ -238,3 +238,17 @@ def test_trainer_counts_traced_steps_and_refuses_an_unknown_mode(tmp_path):
     assert [r["traced_steps"] for r in rows] == [full - 1, full + 1]
     with pytest.raises(ConfigError, match="--step must be one of"):
         Trainer(model, guide, build_objective("elbo"), data, TrainConfig(step="fast"), str(tmp_path))
+
+
+def test_the_traced_step_runs_on_the_meta_device():
+    """No value is read on the host in a traced step: traced and replayed on the meta device (no values at all), as
+    the eager step is in test_meta_device.py."""
+    lm, obj = _vae_pair()
+    lm.to("meta")
+    steps = TracedSteps(lm, obj, trace_after=1)
+    x = torch.empty(6, 12, device="meta")
+    for _ in range(2):
+        loss = steps.step(x)
+        assert loss is not None and loss.device.type == "meta" and loss.shape == ()
+        assert all(p.grad is not None and p.grad.device.type == "meta" for p in lm.parameters())
+    assert steps.traced_steps == 2 and len(steps.plans) == 1
