@@ -49,10 +49,11 @@ def zoo_epoch_seconds(epochs, batch_size, guide="diagonal", step="auto"):
 
 
 def warm_epochs(n_train, batch_size):
-    """Epochs up to and including the one in which --step auto traces the full batches' step (the 51st step)."""
+    """Epochs up to and including the one in which --step auto traces the full batches' step (their 50th use; the
+    last, smaller batch of an epoch is another shape)."""
     from inference.traced_step import TRACE_AFTER
 
-    return max(1, math.ceil(TRACE_AFTER / math.ceil(n_train / batch_size)))
+    return max(1, math.ceil(TRACE_AFTER / max(1, n_train // batch_size)))
 
 
 def eval_rates(comps, ref_model, x, samples, repeats):
