@@ -14,7 +14,9 @@ The model and guide stay Pyro programs; the trace is one of their executions. Ra
 (``normal_`` ...) on the global generator, consumed in the eager order, so a replayed step equals the eager step bit
 for bit under the same seed. That is checked, not assumed: when a key is traced, the eager step and the replayed graph
 run from the same RNG and state, and the graph is used only if its loss and every gradient are identical (``torch.equal``);
-otherwise that key stays eager. A resumed run therefore continues exactly whichever steps were traced.
+otherwise that key stays eager. The check is repeated every ``RECHECK_EVERY`` replays of a plan (one eager step in
+200, about half a per cent), so a change of state the key cannot see (a global variable a user's program reads) ends
+the plan within 200 steps. A resumed run therefore continues exactly whichever steps were traced.
 
 What a plan is valid for (its key): the shapes, dtypes and devices of x and y; grad mode and Pyro's validation
 flag (the precision is the run's); and the state of every module of the loss (model, guide and their submodules)
@@ -40,6 +42,7 @@ import torch
 from torch import nn
 
 TRACE_AFTER = 50  # eager steps with one key before it is traced (--step auto)
+RECHECK_EVERY = 200  # replays of a plan between two checks against the eager step
 PLAIN = (bool, int, float, str, type(None))
 
 
@@ -125,9 +128,11 @@ class _Plan:
     """One traced graph and what it is called with: the parameters, then the buffers (their identities are part of
     the key, so the lists stay valid as long as the plan is used)."""
 
-    def __init__(self, graph, params, buffers, used):
+    def __init__(self, graph, params, buffers, used, names, grad_index):
         self.graph, self.params, self.used = graph, params, used
         self.tensors = params + buffers
+        self.names, self.grad_index = names, grad_index  # to run the eager step beside it again (recheck)
+        self.replays = 0
 
 
 class TracedSteps:
@@ -143,12 +148,14 @@ class TracedSteps:
         self.plans = {}  # key -> _Plan, or the reason (str) this key runs eagerly
         self.uses = collections.Counter()
         self.layout = _Layout(loss_module, objective)
+        self.pending = set()  # keys whose plan is checked against the eager step at its next use
         self.traced_steps = 0  # steps replayed from a graph (for metrics.jsonl)
 
     # ---------------------------------------------------------------------------------------------- the key
     def key(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> tuple:
         return (x.shape, x.dtype, x.device, None if y is None else (y.shape, y.dtype, y.device),
-                torch.is_grad_enabled(), _validation_flags(), _global_hooks(), self.layout.state())
+                torch.is_grad_enabled(), torch.get_default_dtype(), _validation_flags(), _global_hooks(),
+                self.layout.state())
 
     # ---------------------------------------------------------------------------------------------- a step
     def step(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
@@ -168,7 +175,15 @@ class TracedSteps:
             return self._trace_and_check(key, x, y)
         if isinstance(plan, str):
             return None
+        plan.replays += 1
+        if key in self.pending or plan.replays % RECHECK_EVERY == 0:
+            self.pending.discard(key)
+            return self._recheck(key, plan, x, y)
         return self._replay(plan, x, y)
+
+    def recheck(self):
+        """Check each plan against the eager step again at its next use (as every RECHECK_EVERY replays)."""
+        self.pending = {k for k, p in self.plans.items() if isinstance(p, _Plan)}
 
     def reasons(self) -> list:
         """Why keys run eagerly (one line each; empty when every traced key replays)."""
@@ -211,28 +226,36 @@ class TracedSteps:
             for b, value in buffers:
                 b.copy_(value)
 
-    def _trace_and_check(self, key, x, y) -> Optional[torch.Tensor]:
-        """Trace this key, check the graph against the eager step from the same RNG and state, and return the step's
-        loss from the graph (gradients set), or record why the key stays eager and return None (state restored, so
-        the caller's eager step is the step)."""
-        from torch.fx.experimental.proxy_tensor import make_fx
+    def _joint(self, names, grad_index, n_inputs, used: list):
+        """(x[, y], *parameters, *buffers) -> (summed loss, gradients of loss / B of the parameters that get one);
+        ``used`` receives the indices of those parameters."""
         from torch.func import functional_call
 
-        lm, device = self.loss_module, x.device
-        names, tensors = self._tensors()
-        n_params = len(list(lm.parameters()))
-        grad_index = [i for i in range(n_params) if tensors[i].requires_grad]
-        inputs = (x,) if y is None else (x, y)
-        used = []
+        lm = self.loss_module
 
         def joint(*args):
-            xs, ts = args[:len(inputs)], args[len(inputs):]
+            xs, ts = args[:n_inputs], args[n_inputs:]
             with self.autocast():  # the forward under the run's precision, the backward outside it (as eagerly)
                 loss = functional_call(lm, dict(zip(names, ts)), (xs[0], xs[1] if len(xs) > 1 else None))
             grads = torch.autograd.grad(loss / xs[0].shape[0], [ts[i] for i in grad_index], allow_unused=True)
             used[:] = [i for i, g in zip(grad_index, grads) if g is not None]
             return (loss.detach(),) + tuple(g for g in grads if g is not None)
 
+        return joint
+
+    def _trace_and_check(self, key, x, y) -> Optional[torch.Tensor]:
+        """Trace this key, check the graph against the eager step from the same RNG and state, and return the step's
+        loss from the graph (gradients set), or record why the key stays eager and return None (state restored, so
+        the caller's eager step is the step)."""
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        device = x.device
+        names, tensors = self._tensors()
+        n_params = len(list(self.loss_module.parameters()))
+        grad_index = [i for i in range(n_params) if tensors[i].requires_grad]
+        inputs = (x,) if y is None else (x, y)
+        used = []
+        joint = self._joint(names, grad_index, len(inputs), used)
         snapshot, rng = self._snapshot(), _rng_state(device)
         try:
             eager = joint(*inputs, *tensors)  # the eager step, for comparison
@@ -248,19 +271,38 @@ class TracedSteps:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             self.plans[key] = f"cannot be traced ({type(e).__name__}: {first})"
             return None
-        plan = _Plan(graph, tensors[:n_params], tensors[n_params:], list(used))
-        _set_rng_state(device, rng)
+        plan = _Plan(graph, tensors[:n_params], tensors[n_params:], list(used), names, grad_index)
+        return self._replay_if_identical(key, plan, x, y, eager, eager_used, snapshot, rng,
+                                         "the traced graph does not reproduce the eager step bit for bit")
+
+    def _recheck(self, key, plan: _Plan, x, y) -> Optional[torch.Tensor]:
+        """Run the eager step beside the plan again (from the same RNG and state): a change of state the key does not
+        watch (a global a user's program reads, an attribute of a plain object) shows up here as a difference."""
+        inputs = (x,) if y is None else (x, y)
+        used = []
+        joint = self._joint(plan.names, plan.grad_index, len(inputs), used)
+        snapshot, rng = self._snapshot(), _rng_state(x.device)
+        try:
+            eager = joint(*inputs, *plan.tensors)
+        finally:
+            self._restore(snapshot)
+        return self._replay_if_identical(key, plan, x, y, eager, list(used), snapshot, rng,
+                                         "the traced graph no longer reproduced the eager step (a state the key does "
+                                         "not watch changed); eager from then on")
+
+    def _replay_if_identical(self, key, plan, x, y, eager, eager_used, snapshot, rng, reason):
+        _set_rng_state(x.device, rng)
         loss = self._replay(plan, x, y)
-        params = [p for _, p in lm.named_parameters()]
+        params = plan.params
         same = (plan.used == eager_used and _identical(loss, eager[0])
                 and all(_identical(params[i].grad, g) for i, g in zip(plan.used, eager[1:])))
         if not same:
             self.traced_steps -= 1
             self._restore(snapshot)
-            _set_rng_state(device, rng)
+            _set_rng_state(x.device, rng)
             for p in params:
                 p.grad = None
-            self.plans[key] = "the traced graph does not reproduce the eager step bit for bit"
+            self.plans[key] = reason
             return None
         self.plans[key] = plan
         return loss

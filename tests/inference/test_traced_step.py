@@ -11,6 +11,7 @@ from torch import nn
 
 from inference.distributed import LossModule
 from inference.objectives import OBJECTIVES, build_objective
+from inference import traced_step
 from inference.traced_step import TracedSteps
 from inference.training import Trainer, TrainConfig
 from zoo.cli.assemble import build_components, register_all
@@ -252,3 +253,45 @@ def test_the_traced_step_runs_on_the_meta_device():
         assert loss is not None and loss.device.type == "meta" and loss.shape == ()
         assert all(p.grad is not None and p.grad.device.type == "meta" for p in lm.parameters())
     assert steps.traced_steps == 2 and len(steps.plans) == 1
+
+
+SCALE = {"value": 1.0}  # state no key can watch: a global a user's program reads
+
+
+def test_a_plan_is_checked_again_and_dropped_when_unwatched_state_changed(monkeypatch):
+    class ReadsAGlobal(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(3))
+
+        def forward(self, x, y=None):
+            return (SCALE["value"] * (x @ self.w) * torch.randn(x.shape[0])).pow(2).sum()
+
+    lm = ReadsAGlobal()
+    steps = TracedSteps(lm, SimpleNamespace(), trace_after=1)
+    x = torch.randn(4, 3)
+    _traced_equals_eager(steps, lm, x)
+    steps.recheck()
+    _traced_equals_eager(steps, lm, x)  # checked again: still identical, still replayed
+    assert steps.traced_steps == 2
+    SCALE["value"] = 2.0
+    try:
+        rng = torch.get_rng_state()
+        stale = steps.step(x)  # no recheck asked: the plan replays what it recorded (the global's old value)
+        torch.set_rng_state(rng)
+        want, _ = _eager(lm, x)
+        assert torch.allclose(4 * stale, want)
+        assert not torch.equal(stale, want)
+        steps.recheck()  # as after every RECHECK_EVERY replays
+        assert steps.step(x) is None  # the check finds the difference; this and later steps run eagerly
+        assert "no longer reproduced" in steps.reasons()[0]
+        assert lm.w.grad is None and steps.step(x) is None
+    finally:
+        SCALE["value"] = 1.0
+    monkeypatch.setattr(traced_step, "RECHECK_EVERY", 3)  # the periodic check runs the eager step beside the plan
+    steps = TracedSteps(lm, SimpleNamespace(), trace_after=1)
+    calls = []
+    monkeypatch.setattr(steps, "_recheck", lambda *a: calls.append(1) or TracedSteps._recheck(steps, *a))
+    for _ in range(7):
+        _traced_equals_eager(steps, lm, x)
+    assert len(calls) == 2 and steps.traced_steps == 7  # replays 3 and 6 of the plan traced at the first step
