@@ -82,11 +82,12 @@ class _Layout:
     """Which attributes of the loss's modules and of the objective a traced step depends on, found once and then read
     at every step (the per-step state costs microseconds): plain values (numbers, strings, booleans, None), tensor
     attributes (:func:`_tensor_state`), the identities of each module's parameters, buffers and submodules, the
-    number of its hooks, and the number of attributes of each object (so that one added anywhere is noticed). Any
+    number of its hooks, the parameters' ``requires_grad`` flags, and the number of attributes of each object (so that one added anywhere is noticed). Any
     change of structure changes that state, and a state never seen before rebuilds the layout before it is used as
     a key, so a new submodule's attributes are watched from then on."""
 
     def __init__(self, loss_module: nn.Module, objective):
+        self.parameters = list(loss_module.parameters())  # whose requires_grad flags decide which gradients exist
         self.entries = []
         for obj in list(loss_module.modules()) + [objective]:
             d = getattr(obj, "__dict__", {})
@@ -100,7 +101,7 @@ class _Layout:
     def state(self) -> tuple:
         """The watched state (hashable, unless a watched plain attribute now holds something unhashable: then
         ``hash`` raises TypeError and the caller rebuilds the layout)."""
-        parts = []
+        parts = [tuple([p.requires_grad for p in self.parameters])]
         add = parts.append
         for d, get_plain, tensors, tables, hooks in self.entries:
             add(len(d))

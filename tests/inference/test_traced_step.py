@@ -104,9 +104,10 @@ def _eager(lm, x, y=None):
     rng = torch.get_rng_state()
     params = list(lm.parameters())
     loss = lm(x, y)
-    grads = torch.autograd.grad(loss / x.shape[0], params, allow_unused=True)
+    trained = [p for p in params if p.requires_grad]
+    grads = dict(zip(map(id, trained), torch.autograd.grad(loss / x.shape[0], trained, allow_unused=True)))
     torch.set_rng_state(rng)
-    return loss.detach(), grads
+    return loss.detach(), [grads.get(id(p)) for p in params]
 
 
 def _traced_equals_eager(steps, lm, x):
@@ -152,6 +153,10 @@ def test_a_plan_is_retraced_when_model_guide_objective_or_shapes_change():
     handle = lm.model.decoder.register_forward_hook(lambda m, i, out: 2 * out)  # a hook changes what runs
     changed("hook")
     handle.remove()
+    lm.model.decoder.requires_grad_(False)  # frozen: no gradients for it any more
+    changed("frozen decoder")
+    assert all(p.grad is None for p in lm.model.decoder.parameters())
+    lm.model.decoder.requires_grad_(True)
     lm.model.prior.dim = lm.model.prior.dim  # unchanged values: the first plans come back, nothing is traced
     before = len(steps.plans)
     lm.model.likelihood.train()
