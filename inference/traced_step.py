@@ -43,6 +43,7 @@ from torch import nn
 
 TRACE_AFTER = 50  # eager steps with one key before it is traced (--step auto)
 RECHECK_EVERY = 200  # replays of a plan between two checks against the eager step
+MAX_KEYS_COUNTED = 10_000  # untraced keys whose uses are counted at once
 PLAIN = (bool, int, float, str, type(None))
 
 
@@ -82,9 +83,11 @@ class _Layout:
     """Which attributes of the loss's modules and of the objective a traced step depends on, found once and then read
     at every step (the per-step state costs microseconds): plain values (numbers, strings, booleans, None), tensor
     attributes (:func:`_tensor_state`), the identities of each module's parameters, buffers and submodules, the
-    number of its hooks, the parameters' ``requires_grad`` flags, and the number of attributes of each object (so that one added anywhere is noticed). Any
-    change of structure changes that state, and a state never seen before rebuilds the layout before it is used as
-    a key, so a new submodule's attributes are watched from then on."""
+    number of its hooks, the parameters' ``requires_grad`` flags, and the number of attributes of each object (so
+    that one added anywhere is noticed). A change of structure (an attribute added or removed, a parameter, buffer or
+    submodule swapped) changes that state and marks the layout ``stale``: the caller builds a new one before the state
+    is used as a key, so a new submodule's attributes are watched from then on. (A change of values only, such as KL
+    warm-up's weight at every step, needs no new layout.)"""
 
     def __init__(self, loss_module: nn.Module, objective):
         self.parameters = list(loss_module.parameters())  # whose requires_grad flags decide which gradients exist
@@ -97,24 +100,38 @@ class _Layout:
             hooks = tuple(d[n] for n in _MODULE_HOOKS if n in d)
             get_plain = operator.itemgetter(*plain) if plain else (lambda d: ())
             self.entries.append((d, get_plain, tensors, tables, hooks))
+        self.stale = False
+        self.structure = None
+        self.structure = self._structure()
+
+    def _structure(self) -> tuple:
+        structure = []
+        for d, _, _, tables, _ in self.entries:
+            structure.append(len(d))
+            structure.extend(tuple(map(id, t.values())) for t in tables)
+        return tuple(structure)
 
     def state(self) -> tuple:
         """The watched state (hashable, unless a watched plain attribute now holds something unhashable: then
-        ``hash`` raises TypeError and the caller rebuilds the layout)."""
+        ``hash`` raises TypeError and the caller builds a new layout)."""
         parts = [tuple([p.requires_grad for p in self.parameters])]
+        structure = []
         add = parts.append
         for d, get_plain, tensors, tables, hooks in self.entries:
-            add(len(d))
             try:
                 add(get_plain(d))
-            except KeyError:  # a watched attribute was deleted (len(d) may not show it when another was added)
+            except KeyError:  # a watched attribute was deleted
                 add(None)
             for n in tensors:
                 add(_tensor_state(d.get(n)))
+            structure.append(len(d))
             for t in tables:
-                add(tuple(map(id, t.values())))
+                structure.append(tuple(map(id, t.values())))
             for h in hooks:
                 add(len(h))
+        structure = tuple(structure)
+        self.stale = structure != self.structure
+        add(structure)
         return tuple(parts)
 
 
@@ -163,13 +180,16 @@ class TracedSteps:
         key = self.key(x, y)
         try:
             plan = self.plans.get(key)
+            rebuild = self.layout.stale
         except TypeError:  # a watched attribute now holds an unhashable value
-            plan = None
-        if plan is None:  # a state not seen before: watch the modules as they are now
+            plan, rebuild = None, True
+        if rebuild:  # the structure changed: watch the modules as they are now
             self.layout = _Layout(self.loss_module, self.objective)
             key = self.key(x, y)
             plan = self.plans.get(key)
         if plan is None:
+            if len(self.uses) > MAX_KEYS_COUNTED:  # keys seen once each (KL warm-up's weights) are not kept forever
+                self.uses.clear()
             self.uses[key] += 1
             if self.uses[key] < self.trace_after:
                 return None

@@ -133,12 +133,15 @@ def test_a_plan_is_retraced_when_model_guide_objective_or_shapes_change():
     _traced_equals_eager(steps, lm, x)  # same key: replayed
     assert len(steps.plans) == 1 and steps.traced_steps == 2
     changed("shape")
+    layout = steps.layout
     obj.kl_weight = 0.25  # a plain attribute of the objective (KL warm-up, beta)
     changed("kl weight")
+    assert steps.layout is layout  # a change of values: the same attributes are watched
     lm.model.likelihood.eval()  # a training flag
     changed("mode")
     lm.guide.gaussian.heads["z"] = nn.Linear(8, 6)  # a swapped submodule: new parameters get the gradients
     changed("submodule")
+    assert steps.layout is not layout  # a change of structure: the new submodule is watched
     lm.guide.gaussian.heads["z"].training = False  # the new submodule is watched from then on
     changed("new submodule's flag")
     lm.guide.gaussian.heads["z"].training = True
