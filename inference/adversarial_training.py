@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from inference import distributed as ddp
+from inference.traced_step import TracedSteps
 from inference.training import Trainer, make_optimizer
 
 
@@ -93,14 +94,38 @@ class AdversarialTrainer(Trainer):
                                    self.device)
         return _wrap(GeneratorLoss(self.model, self.guide, self.critic, self.objective), self.dist, self.device)
 
+    def _make_traced_steps(self):
+        """Each player's step traced (inference/traced_step.py), the other player's parameters inputs of its graph;
+        the losses are means already (no division by the batch size)."""
+        generator = super()._make_traced_steps()
+        self.traced_critic = None
+        if generator is None:
+            return None
+        trace_after = generator.trace_after
+        self.traced_critic = TracedSteps(self.critic_module, self.objective, trace_after=trace_after,
+                                         autocast=self._autocast, others=[self.model, self.guide], per_point=False)
+        return TracedSteps(self.loss_module, self.objective, trace_after=trace_after, autocast=self._autocast,
+                           others=[self.critic], per_point=False)
+
+    def _traced_count(self) -> int:
+        return super()._traced_count() + (self.traced_critic.traced_steps if self.traced_critic is not None else 0)
+
+    def _traced_reasons(self) -> list:
+        critic = self.traced_critic.reasons() if self.traced_critic is not None else []
+        return sorted(set(super()._traced_reasons()) | {f"critic: {r}" for r in critic})
+
     # ------------------------------------------------------------------------------------------- the step
     def train_step(self, xb, yb, epoch, step):
         n = xb.shape[0]
         self.objective.kl_weight = self.kl_weight(epoch, step)  # --beta / --warmup (avb weighs its T by it)
-        with self._autocast():
-            critic_loss, estimate = self.critic_module(xb)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        traced = self.traced_critic.step(xb) if self.traced_critic is not None else None
+        if traced is not None:  # the critic's gradients set from the replayed graph
+            critic_loss, estimate = traced
+        else:
+            with self._autocast():
+                critic_loss, estimate = self.critic_module(xb)
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            critic_loss.backward()
         self.critic_optimizer.step()
         sums = self._sums
         sums[0] += critic_loss.detach() * n
@@ -109,10 +134,12 @@ class AdversarialTrainer(Trainer):
             for p in self.extra_params:
                 p.requires_grad_(False)
             try:
-                with self._autocast():
-                    generator_loss = self.loss_module(xb)
-                self.optimizer.zero_grad(set_to_none=True)
-                generator_loss.backward()
+                generator_loss = self.traced.step(xb) if self.traced is not None else None
+                if generator_loss is None:
+                    with self._autocast():
+                        generator_loss = self.loss_module(xb)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    generator_loss.backward()
                 self.optimizer.step()
             finally:
                 for p in self.extra_params:

@@ -146,26 +146,44 @@ class _Plan:
     """One traced graph and what it is called with: the parameters, then the buffers (their identities are part of
     the key, so the lists stay valid as long as the plan is used)."""
 
-    def __init__(self, graph, params, buffers, used, names, grad_index):
-        self.graph, self.params, self.used = graph, params, used
+    def __init__(self, graph, params, buffers, used, names, grad_index, n_out, own_index):
+        self.graph, self.params, self.used, self.n_out = graph, params, used, n_out
+        self.own_index = own_index  # the loss module's own parameters: their gradients are set (None or a value)
         self.tensors = params + buffers
         self.names, self.grad_index = names, grad_index  # to run the eager step beside it again (recheck)
         self.replays = 0
 
 
-class TracedSteps:
-    """``step(x, y)``: the objective's loss of ``loss_module`` on (x, y), summed over the batch and detached, with the
-    ``.grad`` of its parameters set to d(loss / B)/d(parameter) (None where the loss does not use one), from a graph
-    traced for this key, or None when this step is to run eagerly (the caller then runs the ordinary step). The
-    optimizer's ``zero_grad`` and ``step`` stay the caller's."""
+class _Players(nn.Module):
+    """A loss module and the modules it uses without owning them (the other player of a two-player objective), as
+    one module: what is traced, watched and restored."""
 
-    def __init__(self, loss_module: nn.Module, objective, trace_after: int = TRACE_AFTER, autocast=None):
-        self.loss_module, self.objective = loss_module, objective
+    def __init__(self, loss_module: nn.Module, others):
+        super().__init__()
+        self.loss, self.others = loss_module, nn.ModuleList(others)
+
+    def forward(self, *inputs):
+        return self.loss(*inputs)
+
+
+class TracedSteps:
+    """``step(x, y)``: the loss of ``loss_module`` on (x, y) (called as ``loss_module(x)`` when y is None), detached,
+    with the ``.grad`` of its parameters set to the gradient of the loss (divided by the batch size B when
+    ``per_point``; None where the loss does not use a parameter), from a graph traced for this key, or None when this
+    step is to run eagerly (the caller then runs the ordinary step). A loss module may return a tuple: its first
+    element is differentiated, all are returned (detached). ``others`` are modules the loss uses without owning them
+    (the other player): their parameters and buffers are inputs of the graph and watched like the loss's, and get no
+    gradients. The optimizer's ``zero_grad`` and ``step`` stay the caller's."""
+
+    def __init__(self, loss_module: nn.Module, objective, trace_after: int = TRACE_AFTER, autocast=None,
+                 others=(), per_point: bool = True):
+        self.loss_module, self.objective, self.per_point = loss_module, objective, per_point
+        self.root = _Players(loss_module, others) if others else loss_module
         self.autocast = autocast or contextlib.nullcontext  # the run's precision (zoo.networks.precision.autocast)
         self.trace_after = max(1, int(trace_after))
         self.plans = {}  # key -> _Plan, or the reason (str) this key runs eagerly
         self.uses = collections.Counter()
-        self.layout = _Layout(loss_module, objective)
+        self.layout = _Layout(self.root, objective)
         self.pending = set()  # keys whose plan is checked against the eager step at its next use
         self.traced_steps = 0  # steps replayed from a graph (for metrics.jsonl)
 
@@ -176,7 +194,7 @@ class TracedSteps:
                 self.layout.state())
 
     # ---------------------------------------------------------------------------------------------- a step
-    def step(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+    def step(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
         key = self.key(x, y)
         try:
             plan = self.plans.get(key)
@@ -184,7 +202,7 @@ class TracedSteps:
         except TypeError:  # a watched attribute now holds an unhashable value
             plan, rebuild = None, True
         if rebuild:  # the structure changed: watch the modules as they are now
-            self.layout = _Layout(self.loss_module, self.objective)
+            self.layout = _Layout(self.root, self.objective)
             key = self.key(x, y)
             plan = self.plans.get(key)
         if plan is None:
@@ -211,27 +229,34 @@ class TracedSteps:
         return sorted({p for p in self.plans.values() if isinstance(p, str)})
 
     def _tensors(self):
-        named = list(self.loss_module.named_parameters()) + list(self.loss_module.named_buffers())
-        return [n for n, _ in named], [t for _, t in named]
+        """Names and tensors of the graph's inputs after x[, y]: every parameter, then every buffer; and the number
+        of parameters."""
+        params = list(self.root.named_parameters())
+        named = params + list(self.root.named_buffers())
+        return [n for n, _ in named], [t for _, t in named], len(params)
 
-    def _replay(self, plan: _Plan, x, y) -> torch.Tensor:
+    @staticmethod
+    def _inputs(x, y):
+        return (x,) if y is None else (x, y)
+
+    def _replay(self, plan: _Plan, x, y):
         params = plan.params
         with torch.no_grad():
-            out = plan.graph(x, *plan.tensors) if y is None else plan.graph(x, y, *plan.tensors)
-        for p in params:
-            p.grad = None
-        for i, g in zip(plan.used, out[1:]):
+            out = plan.graph(*self._inputs(x, y), *plan.tensors)
+        for i in plan.own_index:  # as the optimizer's zero_grad(set_to_none=True)
+            params[i].grad = None
+        for i, g in zip(plan.used, out[plan.n_out:]):
             params[i].grad = g
         self.traced_steps += 1
-        return out[0]
+        return out[0] if plan.n_out == 1 else tuple(out[:plan.n_out])
 
     def _snapshot(self):
         """The Python attributes of every module and of the objective (the contents of the modules' parameter and buffer
         dicts included), and the buffers' values: what an eager call or a trace may change besides the gradients."""
-        objects = list(self.loss_module.modules()) + [self.objective]
-        attrs = [(o, dict(getattr(o, "__dict__", {}))) for o in objects]
-        tables = [(t, dict(t)) for m in self.loss_module.modules() for t in (m._parameters, m._buffers)]
-        buffers = [(b, b.detach().clone()) for b in self.loss_module.buffers()]
+        modules = list(self.root.modules())
+        attrs = [(o, dict(getattr(o, "__dict__", {}))) for o in modules + [self.objective]]
+        tables = [(t, dict(t)) for m in modules for t in (m._parameters, m._buffers)]
+        buffers = [(b, b.detach().clone()) for b in self.root.buffers()]
         return attrs, tables, buffers
 
     @staticmethod
@@ -247,36 +272,41 @@ class TracedSteps:
             for b, value in buffers:
                 b.copy_(value)
 
-    def _joint(self, names, grad_index, n_inputs, used: list):
-        """(x[, y], *parameters, *buffers) -> (summed loss, gradients of loss / B of the parameters that get one);
-        ``used`` receives the indices of those parameters."""
+    def _joint(self, names, grad_index, n_inputs, used: list, n_out: list):
+        """(x[, y], *parameters, *buffers) -> (the loss module's outputs, detached; the gradients of its loss, per
+        point when ``per_point``, of the parameters that get one); ``used`` receives the indices of those parameters
+        and ``n_out`` the number of outputs."""
         from torch.func import functional_call
 
-        lm = self.loss_module
+        root, per_point = self.root, self.per_point
 
         def joint(*args):
             xs, ts = args[:n_inputs], args[n_inputs:]
             with self.autocast():  # the forward under the run's precision, the backward outside it (as eagerly)
-                loss = functional_call(lm, dict(zip(names, ts)), (xs[0], xs[1] if len(xs) > 1 else None))
-            grads = torch.autograd.grad(loss / xs[0].shape[0], [ts[i] for i in grad_index], allow_unused=True)
+                out = functional_call(root, dict(zip(names, ts)), xs)
+            outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+            loss = outs[0] / xs[0].shape[0] if per_point else outs[0]
+            grads = torch.autograd.grad(loss, [ts[i] for i in grad_index], allow_unused=True)
             used[:] = [i for i, g in zip(grad_index, grads) if g is not None]
-            return (loss.detach(),) + tuple(g for g in grads if g is not None)
+            n_out[:] = [len(outs)]
+            return tuple(o.detach() for o in outs) + tuple(g for g in grads if g is not None)
 
         return joint
 
-    def _trace_and_check(self, key, x, y) -> Optional[torch.Tensor]:
+    def _trace_and_check(self, key, x, y):
         """Trace this key, check the graph against the eager step from the same RNG and state, and return the step's
-        loss from the graph (gradients set), or record why the key stays eager and return None (state restored, so
-        the caller's eager step is the step)."""
+        outputs from the graph (gradients set), or record why the key stays eager and return None (state restored,
+        so the caller's eager step is the step)."""
         from torch.fx.experimental.proxy_tensor import make_fx
 
         device = x.device
-        names, tensors = self._tensors()
-        n_params = len(list(self.loss_module.parameters()))
-        grad_index = [i for i in range(n_params) if tensors[i].requires_grad]
-        inputs = (x,) if y is None else (x, y)
-        used = []
-        joint = self._joint(names, grad_index, len(inputs), used)
+        names, tensors, n_params = self._tensors()
+        own = {id(p) for p in self.loss_module.parameters()}
+        own_index = [i for i in range(n_params) if id(tensors[i]) in own]
+        grad_index = [i for i in own_index if tensors[i].requires_grad]
+        inputs = self._inputs(x, y)
+        used, n_out = [], []
+        joint = self._joint(names, grad_index, len(inputs), used, n_out)
         snapshot, rng = self._snapshot(), _rng_state(device)
         try:
             eager = joint(*inputs, *tensors)  # the eager step, for comparison
@@ -292,16 +322,17 @@ class TracedSteps:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             self.plans[key] = f"cannot be traced ({type(e).__name__}: {first})"
             return None
-        plan = _Plan(graph, tensors[:n_params], tensors[n_params:], list(used), names, grad_index)
+        plan = _Plan(graph, tensors[:n_params], tensors[n_params:], list(used), names, grad_index, n_out[0],
+                     own_index)
         return self._replay_if_identical(key, plan, x, y, eager, eager_used, snapshot, rng,
                                          "the traced graph does not reproduce the eager step bit for bit")
 
-    def _recheck(self, key, plan: _Plan, x, y) -> Optional[torch.Tensor]:
+    def _recheck(self, key, plan: _Plan, x, y):
         """Run the eager step beside the plan again (from the same RNG and state): a change of state the key does not
         watch (a global a user's program reads, an attribute of a plain object) shows up here as a difference."""
-        inputs = (x,) if y is None else (x, y)
-        used = []
-        joint = self._joint(plan.names, plan.grad_index, len(inputs), used)
+        inputs = self._inputs(x, y)
+        used, n_out = [], []
+        joint = self._joint(plan.names, plan.grad_index, len(inputs), used, n_out)
         snapshot, rng = self._snapshot(), _rng_state(x.device)
         try:
             eager = joint(*inputs, *plan.tensors)
@@ -313,20 +344,22 @@ class TracedSteps:
 
     def _replay_if_identical(self, key, plan, x, y, eager, eager_used, snapshot, rng, reason):
         _set_rng_state(x.device, rng)
-        loss = self._replay(plan, x, y)
+        result = self._replay(plan, x, y)
+        outs = (result,) if plan.n_out == 1 else result
         params = plan.params
-        same = (plan.used == eager_used and _identical(loss, eager[0])
-                and all(_identical(params[i].grad, g) for i, g in zip(plan.used, eager[1:])))
+        same = (plan.used == eager_used and len(outs) == plan.n_out
+                and all(_identical(a, b) for a, b in zip(outs, eager[:plan.n_out]))
+                and all(_identical(params[i].grad, g) for i, g in zip(plan.used, eager[plan.n_out:])))
         if not same:
             self.traced_steps -= 1
             self._restore(snapshot)
             _set_rng_state(x.device, rng)
-            for p in params:
-                p.grad = None
+            for i in plan.own_index:
+                params[i].grad = None
             self.plans[key] = reason
             return None
         self.plans[key] = plan
-        return loss
+        return result
 
 
 def _identical(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -125,6 +125,14 @@ class Trainer:
         return TracedSteps(self.loss_module, self.objective, autocast=self._autocast,
                            trace_after=TRACE_AFTER if self.config.step == "auto" else 2)
 
+    def _traced_count(self) -> int:
+        """Steps (of each player, in two-player training) replayed from a traced graph so far."""
+        return self.traced.traced_steps if self.traced is not None else 0
+
+    def _traced_reasons(self) -> list:
+        """Why traced steps fell back to eager ones (inference/traced_step.py)."""
+        return self.traced.reasons() if self.traced is not None else []
+
     # ------------------------------------------------------------------------- hooks of two-player training
     # (inference/adversarial_training.py): no-ops here, so the single-player step stays what it was
     def _begin_epoch(self):
@@ -341,7 +349,7 @@ class Trainer:
                 perm = torch.randperm(len(train), generator=_epoch_generator(c.seed, epoch)).to(device)
                 epoch_sum = torch.tensor(p["epoch_loss_sum"], dtype=torch.float64, device=device)
                 self._begin_epoch()
-                traced_before = self.traced.traced_steps if self.traced is not None else 0
+                traced_before = self._traced_count()
                 t0 = time.perf_counter() - p["epoch_seconds"]
                 if bar is not None:
                     bar.reset(total=self.steps_per_epoch)
@@ -385,8 +393,8 @@ class Trainer:
                        "kl_weight": self.objective.kl_weight, "seconds": seconds,
                        "valid_seconds": time.perf_counter() - t1, "step": p["global_step"]}
                 if self.traced is not None:
-                    row["traced_steps"] = self.traced.traced_steps - traced_before
-                    reasons = self.traced.reasons()
+                    row["traced_steps"] = self._traced_count() - traced_before
+                    reasons = self._traced_reasons()
                     if reasons:
                         row["eager_steps_because"] = reasons
                 row.update(self._epoch_extras(seen))
