@@ -27,7 +27,8 @@ flag that a lazy initialisation has run). A change of any of these makes a new k
 parameter tensor, train/eval, a hook added (the inference gap's), a new batch size, KL warm-up's weight. Python
 control flow that depends on tensor values cannot be traced with fake tensors (it raises), so such programs (Pyro's
 enumeration, rejection samplers, validation checks) keep the eager step; so do distributed runs (DDP's gradient hooks
-belong to autograd's backward).
+belong to autograd's backward). Two-player training traces each player's step on its own, the other player's
+parameters and buffers inputs of the graph (``others``).
 
 A key is traced after ``trace_after`` eager steps with it (the first eager step fills the programs' caches; the trace,
 about a fifth of a second, pays for itself only over many steps): a run's full batches are traced early, its last
