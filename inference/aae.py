@@ -108,6 +108,9 @@ class AAE(NonSaturatingGAN):
         return loss
 
     @torch.no_grad()
+    def divergence_name(self):
+        return "-log p(x|z)" + (f" + {self.weight:g} (2 JSD)" if self.weight else "")
+
     def validation_estimate(self, model, guide, critic, x):
         z_q, guide_trace = self._posterior(model, guide, x)
         value = self.reconstruction(model, guide_trace, x)

@@ -134,6 +134,8 @@ class AdversarialObjective(Objective):
         return -self.critic_loss_from(v_p, v_q)
 
     def divergence_name(self) -> str:
+        """What this objective records as a run's train_loss / valid_loss (:meth:`validation_estimate`): the axis label
+        of the report's figure of two-player runs."""
         return "divergence"
 
     def loss(self, model, guide, x, y=None):

@@ -75,6 +75,11 @@ class FlowGANObjective(WGANGP):
             loss = loss + self.adversarial_weight * self.generator_loss(critic(model_samples(model, x.shape[0], x)))
         return loss
 
+    def divergence_name(self):
+        terms = [f"{w:g} {what}".removeprefix("1 ") for w, what in ((self.likelihood_weight, "NLL"),
+                                                                   (self.adversarial_weight, "W1")) if w]
+        return " + ".join(terms) or "0"
+
     @torch.no_grad()
     def validation_estimate(self, model, guide, critic, x):
         """The generator's objective on held-out data: LAMBDA_NLL * NLL + LAMBDA_ADV * (the critic's W1 estimate)."""

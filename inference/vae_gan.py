@@ -66,6 +66,9 @@ class VAEGAN(NonSaturatingGAN):
         return loss
 
     @torch.no_grad()
+    def divergence_name(self):
+        return "-ELBO" + (f" + {self.weight:g} (2 JSD)" if self.weight else "")
+
     def validation_estimate(self, model, guide, critic, x):
         saved, self.kl_weight = self.kl_weight, 1.0
         try:

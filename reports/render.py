@@ -204,7 +204,7 @@ def to_markdown(report) -> str:
     if report.curves:
         m += ["## Training curves", "", f"![training (solid) and validation (dashed) loss]({report.curves})", ""]
     if report.players:
-        m += ["## Adversarial training", "", f"![critic and generator losses; the critic's divergence estimate]"
+        m += ["## Adversarial training", "", f"![critic and generator losses; each run's recorded estimate]"
               f"({report.players})", ""]
     for s in report.runs:
         cfg = s.config

@@ -320,13 +320,14 @@ def _build_report(run_dirs, out, samples, title, reevaluate, device, progress, l
     if not sections:
         raise failed[0]
     table = build_table(records)
-    from reports.adversarial_figures import is_adversarial_run, players_figure
+    from reports.adversarial_figures import estimate_label, is_adversarial_run, players_figure
 
     curves, players = "curves.png", "players.png"
     likelihood_runs = {s.name: s.metrics for s in sections if not is_adversarial_run(s.metrics)}
     if not likelihood_runs or not figures.curves_figure(likelihood_runs, os.path.join(out, curves)):
         curves = None
-    if not players_figure({s.name: s.metrics for s in sections}, os.path.join(out, players)):
+    labels = {s.name: estimate_label(s.config) for s in sections if is_adversarial_run(s.metrics)}
+    if not players_figure({s.name: s.metrics for s in sections}, os.path.join(out, players), labels):
         players = None
     report = Report(out=out, title=title or f"Zoo report: {', '.join(names)}",
                     generated=datetime.datetime.now().isoformat(timespec="seconds"), runs=sections, table=table,
