@@ -95,7 +95,7 @@ class _Layout:
 
     def __init__(self, loss_module: nn.Module, objective):
         self.parameters = list(loss_module.parameters())  # whose requires_grad flags decide which gradients exist
-        self.entries = []
+        self.entries, self.plain_names = [], []
         for obj in list(loss_module.modules()) + [objective]:
             d = getattr(obj, "__dict__", {})
             plain = [n for n, v in d.items() if type(v) in PLAIN]
@@ -104,9 +104,20 @@ class _Layout:
             hooks = tuple(d[n] for n in _MODULE_HOOKS if n in d)
             get_plain = operator.itemgetter(*plain) if plain else (lambda d: ())
             self.entries.append((d, get_plain, tensors, tables, hooks))
+            self.plain_names.append(plain)
         self.stale = False
         self.structure = None
         self.structure = self._structure()
+
+    def retyped(self) -> bool:
+        """Whether an attribute watched as a plain value now holds something else (a cache that was None when the
+        layout was made and holds a tensor now): a new layout then watches it as a tensor. Checked on a key's miss
+        only, so a tensor there never makes every step a new key."""
+        for (d, *_), names in zip(self.entries, self.plain_names):
+            for n in names:
+                if type(d.get(n)) not in PLAIN:
+                    return True
+        return False
 
     def _structure(self) -> tuple:
         structure = []
@@ -202,7 +213,7 @@ class TracedSteps:
         key = self.key(x, y)
         try:
             plan = self.plans.get(key)
-            rebuild = self.layout.stale
+            rebuild = self.layout.stale or (plan is None and self.layout.retyped())
         except TypeError:  # a watched attribute now holds an unhashable value
             plan, rebuild = None, True
         if rebuild:  # the structure changed: watch the modules as they are now

@@ -357,3 +357,29 @@ def test_two_player_traced_steps_equal_eager_steps_bit_for_bit(model, guide, obj
     # each player traced and replayed (a flow's cached log-scale, left by the other player's eager calls, can make a
     # player's first two keys differ: realnvp's generator then traces at its third step)
     assert trainer.traced.traced_steps >= 2 and trainer.traced_critic.traced_steps >= 2, trainer._traced_reasons()
+
+
+def test_a_cache_that_starts_as_none_does_not_make_every_step_a_new_key():
+    """An attribute that is None when first watched and then holds the tensor each forward computes (a flow's cached
+    log-scale) is watched as a tensor from then on, by its kind: the step is traced and replayed, not re-keyed."""
+
+    class Caching(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.cache = nn.Linear(3, 2), None
+
+        def forward(self, x, y=None):
+            h = self.lin(x)
+            self.cache = h
+            return (h * torch.randn_like(h)).pow(2).sum()
+
+    lm = Caching()
+    steps = TracedSteps(lm, SimpleNamespace(), trace_after=2)
+    x = torch.randn(4, 3)
+    assert steps.step(x) is None  # the first use of its key is eager
+    lm(x)  # as the caller's eager step: the cache now holds a tensor
+    assert steps.step(x) is None  # a new key (the cache is watched as a tensor now), its first use
+    lm(x)
+    for _ in range(3):  # traced at that key's second use, then replayed: the cache no longer changes the key
+        _traced_equals_eager(steps, lm, x)
+    assert steps.traced_steps == 3 and len(steps.plans) == 1
