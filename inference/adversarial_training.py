@@ -97,11 +97,10 @@ class AdversarialTrainer(Trainer):
     def _make_traced_steps(self):
         """Each player's step traced (inference/traced_step.py), the other player's parameters inputs of its graph;
         the losses are means already (no division by the batch size)."""
-        generator = super()._make_traced_steps()
+        trace_after = self._trace_after()
         self.traced_critic = None
-        if generator is None:
+        if trace_after is None:
             return None
-        trace_after = generator.trace_after
         self.traced_critic = TracedSteps(self.critic_module, self.objective, trace_after=trace_after,
                                          autocast=self._autocast, others=[self.model, self.guide], per_point=False)
         return TracedSteps(self.loss_module, self.objective, trace_after=trace_after, autocast=self._autocast,

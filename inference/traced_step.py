@@ -42,8 +42,10 @@ import contextlib
 import operator
 from typing import Optional
 
+import pyro.poutine.util as poutine_util
 import torch
 from torch import nn
+from torch.nn.modules import module as _module_globals
 
 TRACE_AFTER = 50  # eager steps with one key before it is traced (--step auto)
 RECHECK_EVERY = 200  # replays of a plan between two checks against the eager step
@@ -65,8 +67,6 @@ def _set_rng_state(device: torch.device, state):
 
 
 def _validation_flags():
-    import pyro.poutine.util as poutine_util
-
     return poutine_util.is_validation_enabled(), torch.distributions.Distribution._validate_args
 
 
@@ -151,10 +151,9 @@ class _Layout:
 
 
 def _global_hooks() -> tuple:
-    from torch.nn.modules import module as m
-
-    return tuple(len(getattr(m, n, ())) for n in ("_global_forward_hooks", "_global_forward_pre_hooks",
-                                                    "_global_backward_hooks", "_global_backward_pre_hooks"))
+    return tuple(len(getattr(_module_globals, n, ())) for n in ("_global_forward_hooks", "_global_forward_pre_hooks",
+                                                                "_global_backward_hooks",
+                                                                "_global_backward_pre_hooks"))
 
 
 class _Plan:

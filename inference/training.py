@@ -113,17 +113,23 @@ class Trainer:
     def _make_loss_module(self):
         return ddp.wrap(self.model, self.guide, self.objective, self.dist, self.device)
 
-    def _make_traced_steps(self):
-        """The traced step (inference/traced_step.py), or None: --step eager, or DDP (its gradient hooks live in
-        autograd's backward)."""
+    def _trace_after(self) -> Optional[int]:
+        """Eager steps of a batch shape before its step is traced (inference/traced_step.py), or None when steps are
+        never traced: --step eager, or DDP (its gradient hooks live in autograd's backward)."""
         from zoo.errors import ConfigError
 
         if self.config.step not in STEP_MODES:
             raise ConfigError(f"--step must be one of {', '.join(STEP_MODES)}, got {self.config.step!r}")
         if self.config.step == "eager" or self.dist.world_size > 1:
             return None
-        return TracedSteps(self.loss_module, self.objective, autocast=self._autocast,
-                           trace_after=TRACE_AFTER if self.config.step == "auto" else 2)
+        return TRACE_AFTER if self.config.step == "auto" else 2
+
+    def _make_traced_steps(self):
+        """The traced step of the loss module, or None (see :meth:`_trace_after`)."""
+        trace_after = self._trace_after()
+        if trace_after is None:
+            return None
+        return TracedSteps(self.loss_module, self.objective, autocast=self._autocast, trace_after=trace_after)
 
     def _traced_count(self) -> int:
         """Steps (of each player, in two-player training) replayed from a traced graph so far."""
