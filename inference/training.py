@@ -23,6 +23,9 @@ from inference.traced_step import TRACE_AFTER, TracedSteps
 from zoo.networks.precision import autocast, resolve_precision
 
 
+STEP_MODES = ("auto", "traced", "eager")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -47,8 +50,13 @@ class TrainConfig:
     critic_lr: Optional[float] = None  # the critic's Adam learning rate (default: lr)
     betas: Optional[tuple] = None  # Adam's (beta1, beta2) for both players
 
+    def __post_init__(self):
+        if self.step not in STEP_MODES:  # before anything is written (the API builds its TrainConfig first)
+            from zoo.errors import ConfigError
 
-STEP_MODES = ("auto", "traced", "eager")
+            raise ConfigError(f"--step must be one of {', '.join(STEP_MODES)}, got {self.step!r}")
+
+
 DATA_SCALE_WARNING = 1e6  # |x| above this: a divergence is blamed on the data's scale
 
 
@@ -116,10 +124,6 @@ class Trainer:
     def _trace_after(self) -> Optional[int]:
         """Eager steps of a batch shape before its step is traced (inference/traced_step.py), or None when steps are
         never traced: --step eager, or DDP (its gradient hooks live in autograd's backward)."""
-        from zoo.errors import ConfigError
-
-        if self.config.step not in STEP_MODES:
-            raise ConfigError(f"--step must be one of {', '.join(STEP_MODES)}, got {self.config.step!r}")
         if self.config.step == "eager" or self.dist.world_size > 1:
             return None
         return TRACE_AFTER if self.config.step == "auto" else 2

@@ -246,7 +246,7 @@ def test_trainer_counts_traced_steps_and_refuses_an_unknown_mode(tmp_path):
     # traced at its second use (in epoch 2)
     assert [r["traced_steps"] for r in rows] == [full - 1, full + 1]
     with pytest.raises(ConfigError, match="--step must be one of"):
-        Trainer(model, guide, build_objective("elbo"), data, TrainConfig(step="fast"), str(tmp_path))
+        TrainConfig(step="fast")  # refused where the configuration is made, before any file is written
 
 
 def test_the_traced_step_runs_on_the_meta_device():
@@ -383,3 +383,21 @@ def test_a_cache_that_starts_as_none_does_not_make_every_step_a_new_key():
     for _ in range(3):  # traced at that key's second use, then replayed: the cache no longer changes the key
         _traced_equals_eager(steps, lm, x)
     assert steps.traced_steps == 3 and len(steps.plans) == 1
+
+
+def test_a_resumed_run_whose_config_names_an_unknown_step_mode_is_one_line_naming_the_file(tmp_path):
+    import json
+
+    from inference import run_dir as rd
+    from zoo.cli.runs import train_run
+    from zoo.errors import RunDirError
+
+    config = make_config("vae", "diagonal", "elbo", "digits", "dynamic", {"latent_dim": 2, "hidden": [8]},
+                         TrainConfig(epochs=1, batch_size=256, progress=False), device="cpu")
+    out = str(tmp_path / "run")
+    train_run(config, out, progress=False)
+    saved = json.load(open(rd.path(out, rd.CONFIG)))
+    saved["train"]["step"] = "fast"
+    saved["train"]["epochs"] = 2
+    with pytest.raises(RunDirError, match=r"config\.json holds a training configuration .*--step must be one of"):
+        train_run(saved, out, resume=True, progress=False)

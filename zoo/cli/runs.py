@@ -67,7 +67,13 @@ def _train_run(config: dict, out: str, resume: bool, on_step, progress, objects)
     data = comps.data
     comps.model.check_data(data.train.x if data.binarize != "dynamic" else data.train_epoch_x(0), "the training split")
     comps.model.check_data(data.valid.x, "the validation split")
-    train_cfg = TrainConfig(**{**config["train"], "progress": progress and config["train"].get("progress", True)})
+    try:
+        train_cfg = TrainConfig(**{**config["train"], "progress": progress and config["train"].get("progress", True)})
+    except (ConfigError, TypeError) as e:
+        if not resume:
+            raise
+        raise RunDirError(f"{rd.path(out, rd.CONFIG)} holds a training configuration this zoo refuses ({e}); the file "
+                          f"was changed or damaged; train the run again with --overwrite") from None
     config["num_parameters"] = sum(p.numel() for p in unique_parameters(comps.model, comps.guide))
     if comps.critic is not None:
         config["critic_parameters"] = sum(p.numel() for p in comps.critic.parameters())
